@@ -1,0 +1,110 @@
+"""``recast run`` and ``recast results``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from recast import catalog as catalog_mod
+from recast import request as request_mod
+from recast.cli.common import catalog_option, console, emit_json, err_console, json_option, table
+from recast.environments import ENVIRONMENTS
+from recast.errors import RecastError
+from recast.executors import EXECUTORS
+
+
+@click.command()
+@click.argument("analysis_id")
+@click.option("--request", "request_file", type=click.Path(dir_okay=False),
+              help="Reinterpretation request (YAML or JSON); files in it are relative to its folder.")
+@click.option("--example", help="Run one of the analysis's example requests instead (see `recast catalog show`).")
+@click.option("--environment", type=click.Choice(sorted(ENVIRONMENTS)), default="docker", show_default=True,
+              help="How each job runs: in its preserved Docker image, or on this machine's Python.")
+@click.option("--executor", type=click.Choice(sorted(EXECUTORS)), default="local", show_default=True,
+              help="Where jobs run.")
+@click.option("--cores", type=click.IntRange(min=1), default=1, show_default=True, help="Jobs run at once (local executor).")
+@click.option("--workdir", type=click.Path(file_okay=False),
+              help="Run folder (default: runs/ANALYSIS/REQUEST-NAME). Re-running into the same folder only redoes what changed.")
+@catalog_option
+@json_option
+def run(analysis_id, request_file, example, environment, executor, cores, workdir, catalog_dir, as_json):
+    """Re-run ANALYSIS on a reinterpretation request; write results.json and provenance.json."""
+    from recast import execution
+
+    if bool(request_file) == bool(example):
+        raise click.UsageError("give exactly one of --request FILE or --example NAME")
+    analysis = catalog_mod.load(catalog_dir, analysis_id)
+    if example:
+        if example not in analysis.examples:
+            raise RecastError(f"analysis {analysis.id!r} has no example {example!r} "
+                              f"(examples: {', '.join(sorted(analysis.examples)) or 'none'})")
+        request_path = analysis.examples[example].request
+        name = example
+    else:
+        request_path = Path(request_file)
+        name = request_path.name.split(".")[0]
+    request = request_mod.load(analysis, request_path)
+    run_dir = Path(workdir) if workdir else Path("runs") / analysis.id / name
+    started = time.monotonic()
+    if not as_json:
+        err_console.print(f"running [bold]{analysis.id}[/bold] {analysis.version} on {request_path} "
+                          f"in {run_dir} (environment {environment}, executor {executor})", highlight=False)
+    outcome = execution.run(analysis, request, run_dir, environment=environment, executor=executor, cores=cores)
+    elapsed = time.monotonic() - started
+    summary = {"run_dir": str(outcome.run_dir), "status": outcome.status, "jobs_run": outcome.jobs_run,
+               "jobs_total": len(outcome.plan.jobs), "seconds": round(elapsed, 2),
+               "results": str(outcome.run_dir / "results.json"),
+               "provenance": str(outcome.run_dir / "provenance.json")}
+    if as_json:
+        emit_json(summary)
+    else:
+        if not outcome.jobs_run:
+            err_console.print("nothing to do: every job is up to date")
+        err_console.print(f"{len(outcome.jobs_run)} of {len(outcome.plan.jobs)} jobs ran in {elapsed:.1f} s; "
+                          f"results in {outcome.run_dir}", highlight=False)
+        _print_results(outcome.run_dir)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@json_option
+def results(run_dir, as_json):
+    """Show the results of a finished run folder."""
+    if as_json:
+        from recast.results import load
+
+        emit_json(load(run_dir))
+    else:
+        _print_results(Path(run_dir))
+
+
+def _print_results(run_dir: Path) -> None:
+    from recast.results import load
+
+    doc = load(run_dir)
+    console.print(f"[bold]{doc['analysis']['id']}[/bold] {doc['analysis']['version']}  "
+                  f"run {doc['run']['id']} ({doc['run']['environment']})", highlight=False)
+    scalars = []
+    for name, value in doc["values"].items():
+        rows = _rows(value)
+        if rows:
+            columns = list(dict.fromkeys(c for r in rows for c in r))
+            console.print(table(name, columns, [[r.get(c) for c in columns] for r in rows]))
+        else:
+            scalars.append([name, value])
+    if scalars:
+        console.print(table(None, ["value", "result"], scalars))
+    if doc["files"]:
+        console.print(table("files", ["name", "path", "sha256"],
+                            [[k, v["path"], v["sha256"][:16]] for k, v in doc["files"].items()]))
+
+
+def _rows(value) -> list[dict] | None:
+    """A value that reads best as a table: a list of records, or a record holding one."""
+    if isinstance(value, dict) and len(value) == 1:
+        value = next(iter(value.values()))
+    if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
+        return value
+    return None

@@ -1,0 +1,81 @@
+"""How a job runs: the *environment* axis, independent of the executor.
+
+The executor (local, Slurm, ...) decides *where* a job's process starts; that
+process is ``python -m recast.job`` and hands the job to an environment, which
+decides *how* the command runs: in its template's Docker image, or on the host.
+A new environment is one module with a class implementing :class:`Environment`
+and one line in :data:`ENVIRONMENTS`; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A preserved image: its spec name, the tag it was built as, and its pinned ID."""
+
+    name: str
+    tag: str
+    id: str | None  # sha256:... recorded by `recast images build`; None if not built
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything an environment needs to run one step; all paths are absolute host paths.
+
+    The command is an argument list: it never passes through a shell.
+    Paths appear identically inside a container and on the host, so one
+    ``argv`` serves every environment.
+    """
+
+    run_id: str
+    step: str
+    argv: list[str]
+    outdir: Path  # the only writable place
+    read_only: list[Path]  # inputs: files or folders, mounted read-only
+    image: ImageRef | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    cores: float = 1.0
+    memory_bytes: int = 2 * 1024**3
+    time_limit_s: float = 3600.0
+    network: bool = False
+    log_path: Path | None = None  # stdout+stderr of the command go here
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    timed_out: bool = False
+    details: dict = field(default_factory=dict)  # e.g. container id, image id, user
+
+
+class Environment(Protocol):
+    name: str
+
+    def run(self, job: Job) -> Outcome:
+        """Run the job to completion (or its time limit) and report how it ended."""
+        ...
+
+
+ENVIRONMENTS = {
+    "host": "recast.environments.host:HostEnvironment",
+    "docker": "recast.environments.docker:DockerEnvironment",
+}
+
+
+def get_environment(name: str) -> Environment:
+    from recast.errors import RecastError
+
+    try:
+        target = ENVIRONMENTS[name]
+    except KeyError:
+        raise RecastError(
+            f"unknown environment {name!r}: expected one of {', '.join(sorted(ENVIRONMENTS))}"
+        ) from None
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)()

@@ -1,0 +1,45 @@
+"""The host environment: run a job's command with this machine's Python and PATH.
+
+For development and for machines without a container engine. It enforces the
+template's time limit and confines the command's working directory to the
+job's output folder, but it cannot isolate the network or the file system:
+that is what the docker environment is for.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from recast.environments import Job, Outcome
+from recast.errors import ExecutionError
+
+
+class HostEnvironment:
+    name = "host"
+
+    def run(self, job: Job) -> Outcome:
+        env = {**os.environ, **job.env, "OMP_NUM_THREADS": str(max(1, int(job.cores)))}
+        if shutil.which(job.argv[0], path=env.get("PATH")) is None and os.sep not in job.argv[0]:
+            raise ExecutionError(
+                f"step {job.step}: command {job.argv[0]!r} is not installed on this host "
+                "(install the analysis software, or run with --environment docker)"
+            )
+        job.outdir.mkdir(parents=True, exist_ok=True)
+        log = open(job.log_path, "ab") if job.log_path else subprocess.DEVNULL
+        try:
+            proc = subprocess.Popen(
+                job.argv, cwd=job.outdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+            try:
+                code = proc.wait(timeout=job.time_limit_s)
+                return Outcome(exit_code=code, details={"pid": proc.pid})
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+                return Outcome(exit_code=-9, timed_out=True, details={"pid": proc.pid})
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()

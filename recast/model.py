@@ -1,0 +1,102 @@
+"""The validated analysis, as Python objects: what the rest of recast reads.
+
+Specs are loaded and schema-checked by :mod:`recast.spec`, cross-checked by
+:mod:`recast.validate`, and arrive here as frozen dataclasses. Nothing in this
+module touches the file system beyond resolving paths relative to the entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """A container image an analysis needs, and how to rebuild it."""
+
+    name: str  # key in the analysis spec, referenced by templates
+    tag: str  # e.g. recast/wh1lbb-selection:1.0.0
+    context: Path  # absolute build context
+    dockerfile: Path  # absolute path of the Dockerfile
+    build_args: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A typed parameter of a template or of a request (JSON-Schema-like, plus `file`)."""
+
+    name: str
+    type: str  # string | number | integer | boolean | file | list | object
+    description: str = ""
+    default: Any = None
+    has_default: bool = False
+    items: Parameter | None = None  # for lists
+    properties: dict[str, Parameter] = field(default_factory=dict)  # for objects
+    required: tuple[str, ...] = ()
+    schema: dict = field(default_factory=dict)  # extra JSON Schema keywords (minimum, pattern, enum...)
+
+
+@dataclass(frozen=True)
+class Resources:
+    cores: float = 1.0
+    memory_bytes: int = 2 * 1024**3
+    time_limit_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Template:
+    """A job template in three independent parts: process, environment, outputs."""
+
+    name: str
+    path: Path
+    description: str
+    parameters: dict[str, Parameter]
+    argv: tuple[str, ...]  # with {placeholders}
+    image: str  # name of an ImageSpec of the analysis
+    env: dict[str, str]
+    resources: Resources
+    network: bool
+    output_files: dict[str, str]  # name -> file name inside the job's output folder
+    output_values: dict[str, tuple[str, str]]  # name -> (output file name key, JSON pointer)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    template: str
+    bind: dict[str, Any]  # template parameter -> literal or "$request.x" / "$item.x" / "$steps.s.o"
+    scatter: str | None = None  # name of a list parameter of the request
+    after: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Example:
+    name: str
+    request: Path
+    description: str = ""
+    reference: Path | None = None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    id: str
+    version: str
+    title: str
+    description: str
+    root: Path  # the catalog entry's folder
+    spec_path: Path
+    document: dict  # the spec as loaded (templates inlined), for digests and display
+    metadata: dict
+    images: dict[str, ImageSpec]
+    templates: dict[str, Template]
+    stages: tuple[Stage, ...]
+    request_parameters: dict[str, Parameter]
+    results: dict  # {"values": {name: ref}, "files": {name: ref}}
+    examples: dict[str, Example]
+    likelihood: dict | None = None  # likelihood-only entries (see recast.likelihood)
+
+    @property
+    def runnable(self) -> bool:
+        return bool(self.stages)

@@ -1,0 +1,238 @@
+"""From a validated analysis and request to concrete jobs: the DAG Snakemake runs.
+
+Each stage becomes one job, or one job per element when it scatters over a
+list of the request (``STAGE__0``, ``STAGE__1``, ...; branches keep their
+index, so changing one element re-runs only its branch). A job has an
+argument list with every placeholder filled, the files it reads, the files it
+must produce, its image and resources, and a digest of all of that: Snakemake
+re-runs a job when its digest changes (``params``) or an input is newer.
+
+The plan is written to ``RUN/.recast/plan.json``; the top-level Snakefile
+turns it into rules, so ``snakemake -s Snakefile --configfile
+RUN/.recast/config.yaml`` runs it without recast's command line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recast import references
+from recast.digest import digest
+from recast.model import Analysis, Stage, Template
+
+PLAN_FILE = ".recast/plan.json"
+CONFIG_FILE = ".recast/config.yaml"
+VALUES_FILE = "values.json"
+
+
+@dataclass
+class PlannedJob:
+    id: str
+    stage: str
+    branch: int | None
+    template: str
+    argv: list[str]
+    outdir: str
+    inputs: list[str]
+    outputs: list[str]
+    output_files: dict[str, str]
+    output_values: dict[str, list[str]]  # name -> [file path, JSON pointer]
+    image: dict[str, Any]  # name, tag, id
+    env: dict[str, str]
+    cores: float
+    memory_bytes: int
+    time_limit_s: float
+    network: bool
+    log: str
+    record: str
+    digest: str = ""
+
+    @property
+    def values_file(self) -> str:
+        return str(Path(self.outdir) / VALUES_FILE)
+
+
+@dataclass
+class Plan:
+    run_id: str
+    run_dir: str
+    analysis: dict[str, str]
+    request_digest: str
+    environment: str
+    python: str
+    jobs: list[PlannedJob] = field(default_factory=list)
+
+    @property
+    def targets(self) -> list[str]:
+        return [path for job in self.jobs for path in job.outputs]
+
+    def job(self, job_id: str) -> PlannedJob:
+        for job in self.jobs:
+            if job.id == job_id:
+                return job
+        raise KeyError(job_id)
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "targets": self.targets}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Plan:
+        doc = dict(doc)
+        doc.pop("targets", None)
+        jobs = [PlannedJob(**j) for j in doc.pop("jobs")]
+        return cls(**doc, jobs=jobs)
+
+
+def load(path: str | Path) -> Plan:
+    return Plan.from_json(json.loads(Path(path).read_text()))
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)  # floats: repr-exact shortest round trip
+
+
+def _argv(template: Template, values: dict[str, Any]) -> list[str]:
+    argv: list[str] = []
+    for element in template.argv:
+        whole = references.whole_placeholder(element)
+        if whole is not None and isinstance(values.get(whole), list):
+            argv.extend(_format(v) for v in values[whole])
+        else:
+            argv.append(references.substitute(element, {k: _format(v) for k, v in values.items()}))
+    return argv
+
+
+def _files_of(param_type: str, value: Any) -> list[str]:
+    if param_type == "file":
+        return [value]
+    if param_type == "list" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    return []
+
+
+def build(analysis: Analysis, parameters: dict[str, Any], run_dir: Path, environment: str,
+          images: dict[str, Any] | None = None, request_digest: str | None = None) -> Plan:
+    """Expand the workflow for resolved request ``parameters`` (files already in the run folder).
+
+    ``images`` maps image names to ``{"tag", "id"}`` as recorded when they were built.
+    """
+    run_dir = run_dir.resolve()
+    images = images or {}
+    request_digest = request_digest or digest(parameters)
+    plan = Plan(
+        run_id=f"{analysis.id}-{request_digest[7:19]}",
+        run_dir=str(run_dir),
+        analysis={"id": analysis.id, "version": analysis.version, "spec_digest": digest(analysis.document)},
+        request_digest=request_digest,
+        environment=environment,
+        python=sys.executable,
+    )
+    jobs_by_stage: dict[str, list[PlannedJob]] = {}
+    for stage in _ordered(analysis.stages):
+        template = analysis.templates[stage.template]
+        items = parameters[stage.scatter] if stage.scatter else [None]
+        jobs_by_stage[stage.name] = []
+        for branch, item in enumerate(items):
+            job = _job(analysis, stage, template, branch if stage.scatter else None, item,
+                       parameters, jobs_by_stage, run_dir, environment, images)
+            jobs_by_stage[stage.name].append(job)
+            plan.jobs.append(job)
+    return plan
+
+
+def _ordered(stages: tuple[Stage, ...]) -> list[Stage]:
+    from graphlib import TopologicalSorter
+
+    deps = {s.name: set(s.after) | {r.stage for v in s.bind.values()
+                                     if (r := _reference(v)) is not None and r.kind == "steps"} for s in stages}
+    by_name = {s.name: s for s in stages}
+    return [by_name[name] for name in TopologicalSorter(deps).static_order()]
+
+
+def _reference(value):
+    try:
+        return references.parse(value)
+    except ValueError:
+        return None
+
+
+def _job(analysis, stage, template, branch, item, parameters, jobs_by_stage, run_dir, environment, images):
+    job_id = stage.name if branch is None else f"{stage.name}__{branch}"
+    outdir = run_dir / "steps" / job_id
+    values: dict[str, Any] = {}
+    inputs: list[str] = []
+    for name, param in template.parameters.items():
+        if name in stage.bind:
+            value = _resolve(stage.bind[name], stage, branch, item, parameters, jobs_by_stage, analysis)
+        else:
+            value = param.default
+        values[name] = value
+        inputs.extend(_files_of(param.type, value))
+    for dep in stage.after:
+        inputs.extend(j.values_file for j in jobs_by_stage[dep])
+    values["outdir"] = str(outdir)
+    output_files = {name: str(outdir / filename) for name, filename in template.output_files.items()}
+    image = images.get(template.image, {})
+    job = PlannedJob(
+        id=job_id,
+        stage=stage.name,
+        branch=branch,
+        template=template.name,
+        argv=_argv(template, values),
+        outdir=str(outdir),
+        inputs=sorted(set(inputs)),
+        outputs=sorted(output_files.values()) + [str(outdir / VALUES_FILE)],
+        output_files=output_files,
+        output_values={n: [output_files[f], pointer] for n, (f, pointer) in template.output_values.items()},
+        image={"name": template.image, "tag": image.get("tag"), "id": image.get("id")},
+        env=dict(template.env),
+        cores=template.resources.cores,
+        memory_bytes=template.resources.memory_bytes,
+        time_limit_s=template.resources.time_limit_s,
+        network=template.network,
+        log=str(run_dir / "logs" / f"{job_id}.log"),
+        record=str(run_dir / "logs" / f"{job_id}.json"),
+    )
+    identity = {k: v for k, v in asdict(job).items() if k not in ("log", "record", "digest")}
+    identity["template_document"] = analysis.document["templates"].get(template.name)
+    if environment != "docker":
+        identity["image"] = None  # the host environment does not use the image
+    identity["environment"] = environment
+    job.digest = digest(identity)
+    return job
+
+
+def _resolve(value, stage, branch, item, parameters, jobs_by_stage, analysis):
+    ref = references.parse(value)
+    if ref is None:
+        return references.literal(value)
+    if ref.kind == "request":
+        return parameters[ref.name]
+    if ref.kind == "item":
+        return item if ref.name is None else item.get(ref.name)
+    if ref.kind == "entry":
+        return str((analysis.root / ref.name).resolve())
+    producers = jobs_by_stage[ref.stage]
+    other = next(s for s in analysis.stages if s.name == ref.stage)
+    if other.scatter is not None and other.scatter == stage.scatter:
+        return producers[branch].output_files[ref.output]
+    if other.scatter is not None:
+        return [j.output_files[ref.output] for j in producers]
+    return producers[0].output_files[ref.output]
+
+
+def snakemake_resources(job: PlannedJob) -> dict[str, int]:
+    return {
+        "threads": max(1, math.ceil(job.cores)),
+        "mem_mb": max(1, job.memory_bytes // 2**20),
+        "runtime": max(1, math.ceil(job.time_limit_s / 60)),
+    }
