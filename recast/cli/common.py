@@ -15,7 +15,7 @@ catalog_option = click.option(
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of a table.")
 
-console = Console()
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
 
 

@@ -1,0 +1,25 @@
+"""Shared fixtures: where things are, and fresh copies of test catalogs to break or run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+HEPDATA = ROOT.parent / "shared" / "hepdata"
+
+
+@pytest.fixture
+def toy_catalog(tmp_path) -> Path:
+    """A writable copy of the toy catalog (tests edit its specs and requests)."""
+    target = tmp_path / "catalog"
+    shutil.copytree(FIXTURES / "catalog", target)
+    return target
+
+
+@pytest.fixture
+def toy(toy_catalog) -> Path:
+    return toy_catalog / "toy"
