@@ -1,0 +1,71 @@
+"""Runs under --environment docker: each job in its own container of the pinned image.
+
+Needs a Docker engine (CI starts one, see .ci/run): these tests fail, not
+skip, without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import docker
+import pytest
+
+from recast import execution, images
+from recast import request as request_mod
+from recast.errors import RecastError
+from recast.validate import load_analysis
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def built_toy(toy):
+    analysis = load_analysis(toy)
+    images.build(analysis)
+    return load_analysis(toy)
+
+
+def run(analysis, run_dir, environment):
+    req = request_mod.load(analysis, analysis.examples["default"].request)
+    return execution.run(analysis, req, run_dir, environment=environment, cores=2)
+
+
+def test_docker_run_matches_host_one_labelled_container_per_job(built_toy, tmp_path):
+    client = docker.from_env()
+    since = time.time() - 1
+    outcome = run(built_toy, tmp_path / "docker", "docker")
+    until = time.time() + 1
+    run(built_toy, tmp_path / "host", "host")
+
+    in_docker = json.loads((tmp_path / "docker" / "results.json").read_text())
+    on_host = json.loads((tmp_path / "host" / "results.json").read_text())
+    assert in_docker["values"] == on_host["values"]
+    assert in_docker["run"]["environment"] == "docker"
+
+    events = client.events(since=since, until=until, decode=True,
+                           filters={"type": "container", "event": "create", "label": f"recast.run={outcome.plan.run_id}"})
+    steps = sorted(e["Actor"]["Attributes"]["recast.step"] for e in events)
+    assert steps == ["square__0", "square__1", "square__2", "total"]
+
+    pinned = images.resolve(built_toy, "toy").id
+    provenance = json.loads((tmp_path / "docker" / "provenance.json").read_text())
+    assert {j["image_id"] for j in provenance["jobs"].values()} == {pinned}
+    assert provenance["images"]["total"]["id"] == pinned
+
+    square = tmp_path / "docker" / "steps" / "square__0" / "square.json"
+    assert json.loads(square.read_text())["uid"] != 0, "jobs must not run as root in their container"
+    assert square.stat().st_uid == os.getuid(), "outputs must belong to the invoking user"
+    assert not client.containers.list(all=True, filters={"label": f"recast.run={outcome.plan.run_id}"}), \
+        "containers are removed after their job"
+
+
+def test_unchanged_docker_rerun_does_nothing_and_unbuilt_image_is_refused(built_toy, toy, tmp_path):
+    run_dir = tmp_path / "run"
+    run(built_toy, run_dir, "docker")
+    assert run(built_toy, run_dir, "docker").jobs_run == []
+    (toy / "images.lock.json").unlink()
+    with pytest.raises(RecastError, match=r"not built: run `recast images build toy`"):
+        run(load_analysis(toy), run_dir, "docker")
