@@ -166,6 +166,7 @@ class DockerEnvironment:
             code = api.wait(container, timeout=None)["StatusCode"]
         finally:
             timer.cancel()
+            timer.join()  # if it fired, its kill has finished and `killed` is final
         details["elapsed_s"] = round(time.monotonic() - started, 3)
         if killed.is_set():
             return Outcome(exit_code=KILLED_BY_TIME_LIMIT, timed_out=True, details=details)

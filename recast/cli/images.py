@@ -1,0 +1,47 @@
+"""``recast images build``: build an analysis's images and record their IDs."""
+
+from __future__ import annotations
+
+import click
+from rich.text import Text
+
+from recast import catalog as catalog_mod
+from recast.cli.common import catalog_option, console, emit_json, err_console, json_option, table
+
+
+@click.group()
+def images():
+    """Build the container images of preserved analyses."""
+
+
+@images.command()
+@click.argument("analysis_ids", metavar="[ANALYSIS]...", nargs=-1)
+@click.option("--base", metavar="IMAGE", default=None,
+              help="Base image for every Dockerfile (build argument BASE), e.g. python:3.11-slim "
+                   "from a registry. Default: recast/base:bookworm, made locally with debootstrap if missing.")
+@catalog_option
+@json_option
+@click.option("--quiet", "-q", is_flag=True, help="Do not echo the build log.")
+def build(analysis_ids, base, catalog_dir, as_json, quiet):
+    """Build the images of ANALYSIS (default: every catalog entry) and pin their IDs in images.lock.json."""
+    from recast import images as images_mod
+
+    ids = list(analysis_ids) or [p.name for p in catalog_mod.entries(catalog_dir)]
+    analyses = [catalog_mod.load(catalog_dir, i) for i in ids]  # every id checked before anything is built
+
+    def progress(name: str, line: str) -> None:
+        err_console.print(Text.assemble((name, "dim"), " ", line), highlight=False, soft_wrap=True)
+
+    rows = []
+    for analysis in analyses:
+        if not analysis.images:
+            continue
+        err_console.print(f"[bold]building the images of {analysis.id} {analysis.version}[/bold]")
+        built = images_mod.build(analysis, base=base, progress=None if quiet else progress)
+        rows += [{"analysis": analysis.id, "name": ref.name, "tag": ref.tag, "id": ref.id,
+                  "lock": str(images_mod.lock_path(analysis))} for ref in built.values()]
+    if as_json:
+        emit_json(rows)
+    else:
+        console.print(table("images", ["analysis", "name", "tag", "id"],
+                            [[r["analysis"], r["name"], r["tag"], r["id"]] for r in rows]))
