@@ -94,12 +94,13 @@ def test_outputs_are_written_and_owned_by_the_invoking_user(env, tiny_image, tmp
     outcome = env.run(job(tmp_path, tiny_image, py("""
         import os, sys
         print("cwd", os.getcwd(), "uid", os.getuid(), "home", os.environ["HOME"], flush=True)
+        print("env", os.environ["MODE"], os.environ["OMP_NUM_THREADS"], flush=True)
         print("to stderr", file=sys.stderr, flush=True)
         open("result.txt", "w").write("42\\n")
         open("stale.txt", "w").write("new\\n")
         os.makedirs("deep/er")
         open("deep/er/leaf.json", "w").write("{}")
-    """)))
+    """), env={"MODE": "$(id) fast", "OMP_NUM_THREADS": "3", "HOME": "/root"}, cores=2))
     assert outcome.exit_code == 0 and not outcome.timed_out
     assert (outdir / "result.txt").read_text() == "42\n"
     assert (outdir / "stale.txt").read_text() == "new\n"
@@ -109,6 +110,7 @@ def test_outputs_are_written_and_owned_by_the_invoking_user(env, tiny_image, tmp
     log = (tmp_path / "job.log").read_text()
     assert log.startswith("earlier line\n"), "the log is appended to, not replaced"
     assert f"cwd {outdir} uid {expected_user().split(':')[0]} home /tmp" in log and "to stderr" in log
+    assert "env $(id) fast 3" in log, "the template's environment variables arrive verbatim"
     assert outcome.details["user"] == expected_user()
     assert outcome.details["image"] == tiny_image.id
     assert len(outcome.details["container"]) == 64
@@ -290,7 +292,8 @@ def test_hostile_arguments_stay_inert(env, tiny_image, tmp_path):
 
 
 def test_hostile_command_name_is_refused_not_run(env, tiny_image, tmp_path):
-    with pytest.raises(ExecutionError, match=r"step probe: .*\$\(touch /tmp/pwned\)"):
+    with pytest.raises(ExecutionError, match=r"step probe: the Docker engine could not run '\$\(touch /tmp/pwned\)' "
+                                             r"in image 'tiny' .*executable file not found"):
         env.run(job(tmp_path, tiny_image, ["$(touch /tmp/pwned)", "x"], run_id="test-badcmd"))
     assert api().containers(all=True, filters={"label": "recast.run=test-badcmd"}) == []
 

@@ -104,7 +104,8 @@ class DockerEnvironment:
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
         )
-        environment = {**job.env, "OMP_NUM_THREADS": str(max(1, int(job.cores))), "HOME": "/tmp"}
+        # Threads follow the CPU limit unless the template says otherwise; HOME must be writable.
+        environment = {"OMP_NUM_THREADS": str(max(1, int(job.cores))), **job.env, "HOME": "/tmp"}
         labels = {"recast.run": job.run_id, "recast.step": job.step, "recast.image": image.name}
 
         details = {"image": image.id, "user": f"{user[0]}:{user[1]}"}
@@ -125,7 +126,8 @@ class DockerEnvironment:
             details["container"] = container
             return self._start_and_wait(api, container, job, details)
         except docker.errors.APIError as err:
-            raise ExecutionError(f"step {job.step}: the Docker engine refused the job: {err.explanation or err}") from None
+            raise ExecutionError(f"step {job.step}: the Docker engine could not run {job.argv[0]!r} in image "
+                                 f"{image.name!r} ({image.tag}): {err.explanation or err}") from None
         except _Terminated:
             pass  # cleaned up below, then the signal is delivered again
         finally:
