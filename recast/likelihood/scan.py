@@ -1,0 +1,199 @@
+"""Scans: CLs (and optionally upper limits) for many signal points of one likelihood.
+
+Worker processes (``spawn``: jax does not survive ``fork``) each load the
+background-only workspace once and keep their compiled likelihoods across
+points, so a scan compiles once per model structure and worker, not once per
+point; each point is warm-started from the background fit of the previous
+point of the same structure. A point that fails is recorded with its error
+and the scan goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from recast.likelihood.infer import PointEngine, Settings, _settings, point_cls, point_limit
+from recast.likelihood.workspace import Likelihood, SignalPoint, load_workspace
+
+# state of a worker process (or of the calling process when the scan runs in it)
+_STATE: dict[str, Any] = {}
+
+
+def _init_worker(workspace_path: str, labels: list[str], settings: dict) -> None:
+    _STATE["likelihood"] = load_workspace(workspace_path, labels=labels, validate=False)
+    _STATE["settings"] = Settings(**settings)
+    _STATE["starts"] = {}
+
+
+def _run_point(point: SignalPoint, mu: float, limits: bool, grid: Sequence[float] | None) -> dict[str, Any]:
+    likelihood: Likelihood = _STATE["likelihood"]
+    settings: Settings = _STATE["settings"]
+    started = time.perf_counter()
+    try:
+        engine = PointEngine(likelihood, point, settings)
+        structure = tuple(engine.model.config.par_names)
+        engine.warm_start(_STATE["starts"].get(structure))
+        record = point_cls(engine, mu)
+        if limits:
+            limit = point_limit(engine, grid=grid)
+            record.update({k: limit[k] for k in ("mu_up_obs", "mu_up_exp")})
+        if engine.background_fit is not None:
+            _STATE["starts"][structure] = engine.background_fit
+    # a scan records the failure of one point, whatever pyhf, scipy or jax raised, and goes on
+    except Exception as err:  # noqa: BLE001
+        record = {
+            "point": point.name,
+            "patch": point.source,
+            "values": dict(point.values),
+            "error": f"{point.describe()}: {err}",
+            "error_type": type(err).__name__,
+        }
+    record["seconds"] = round(time.perf_counter() - started, 3)
+    record.pop("settings", None)
+    record.pop("workspace", None)
+    return record
+
+
+def default_workers() -> int:
+    return max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def scan(
+    workspace: str | Path | Likelihood,
+    points: Iterable[str | SignalPoint] | None = None,
+    *,
+    where: dict[str, float] | None = None,
+    mu: float = 1.0,
+    limits: bool = False,
+    grid: Sequence[float] | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    settings: Settings | None = None,
+    **options: str,
+) -> dict[str, Any]:
+    """CLs at ``mu`` (and with ``limits`` the upper limits) for every selected signal point.
+
+    ``points``: names or shell patterns of points of ``workspace`` (or
+    :class:`SignalPoint` objects); ``where``: parameter values that select
+    points (``{"m1": 900}``); both omitted: every point.
+
+    Returns ``{"workspace", "settings", "mu", "labels", "points": [...],
+    "failed", "workers", "seconds"}``; each point is a :func:`cls` record
+    (plus ``mu_up_obs``/``mu_up_exp``) or ``{"point", "values", "error",
+    "error_type"}``. ``options``: as for :func:`~recast.likelihood.infer.cls`.
+    """
+    settings = _settings(settings, **options)
+    likelihood = workspace if isinstance(workspace, Likelihood) else load_workspace(workspace)
+    given = list(points or [])
+    objects = [p for p in given if isinstance(p, SignalPoint)]
+    names = [p for p in given if not isinstance(p, SignalPoint)]
+    selected = objects + (likelihood.select(names, where) if names or where or not objects else [])
+    workers = default_workers() if workers is None else max(1, int(workers))
+    workers = min(workers, max(1, len(selected)))
+    started = time.perf_counter()
+    records = _run(likelihood, selected, settings, mu, limits, grid, workers, progress)
+    order = {p.name: i for i, p in enumerate(selected)}
+    records.sort(key=lambda r: order.get(r["point"], 0))
+    return {
+        "workspace": str(likelihood.path),
+        "settings": settings.record(),
+        "mu": float(mu),
+        "labels": list(likelihood.labels),
+        "points": records,
+        "failed": sum(1 for r in records if "error" in r),
+        "workers": workers,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _run(likelihood, selected, settings, mu, limits, grid, workers, progress) -> list[dict[str, Any]]:
+    """Compute the points here and in ``workers - 1`` spawned processes, sharing one queue.
+
+    The calling process has pyhf imported and the workspace loaded already, so
+    it starts at once; a spawned worker needs a few seconds (imports, loading,
+    compiling) and takes points from the queue when it is ready. Two points
+    wait for each worker so that it never idles.
+    """
+    from collections import deque
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from recast.likelihood.threads import single_threaded_blas, single_threaded_children
+
+    columns = [TextColumn("[bold]scan"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[last]}")]
+    bar = Progress(*columns, console=Console(stderr=True), disable=not progress)
+    records: list[dict[str, Any]] = []
+    _STATE.clear()
+    _STATE.update(likelihood=likelihood, settings=settings, starts={})
+    pending = deque(selected)
+    with bar, single_threaded_blas():
+        task = bar.add_task("scan", total=len(selected), last="")
+
+        def done(record: dict[str, Any]) -> None:
+            records.append(record)
+            bar.update(task, advance=1, last=record["point"])
+
+        if workers == 1:
+            while pending:
+                done(_run_point(pending.popleft(), mu, limits, grid))
+            return records
+
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        context = multiprocessing.get_context("spawn")
+        init_args = (str(likelihood.path), list(likelihood.labels), asdict(settings))
+        with single_threaded_children(), ProcessPoolExecutor(
+            max_workers=workers - 1, mp_context=context, initializer=_init_worker, initargs=init_args
+        ) as pool:
+            in_flight: dict[Any, SignalPoint] = {}
+
+            def collect(futures) -> None:
+                for future in futures:
+                    point = in_flight.pop(future)
+                    try:
+                        done(future.result())
+                    except BrokenProcessPool as err:
+                        done({
+                            "point": point.name, "patch": point.source, "values": dict(point.values),
+                            "error": f"{point.describe()}: the worker process died ({err}); out of memory?",
+                            "error_type": "BrokenProcessPool",
+                        })
+
+            while pending or in_flight:
+                while pending and len(in_flight) < 2 * (workers - 1):
+                    point = pending.popleft()
+                    in_flight[pool.submit(_run_point, point, mu, limits, grid)] = point
+                if pending:
+                    done(_run_point(pending.popleft(), mu, limits, grid))
+                    collect([f for f in list(in_flight) if f.done()])
+                else:
+                    finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                    collect(finished)
+    return records
+
+
+def write_scan(result: dict[str, Any], json_path: str | Path | None = None, csv_path: str | Path | None = None) -> None:
+    """The scan as JSON (everything) and CSV (one row per point: parameters, CLs, limits, error)."""
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
+    if csv_path:
+        labels = list(result.get("labels") or [])
+        with open(csv_path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["point", *labels, "mu", "cls_obs", "cls_exp_-2", "cls_exp_-1", "cls_exp_0", "cls_exp_+1", "cls_exp_+2", "mu_up_obs", "mu_up_exp_0", "error"])
+            for row in result["points"]:
+                exp = row.get("cls_exp") or [""] * 5
+                limit_exp = row.get("mu_up_exp") or [""] * 5
+                writer.writerow([
+                    row["point"], *[row.get("values", {}).get(label, "") for label in labels],
+                    row.get("mu", ""), row.get("cls_obs", ""), *exp, row.get("mu_up_obs", ""), limit_exp[2], row.get("error", ""),
+                ])
