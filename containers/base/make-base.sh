@@ -30,13 +30,17 @@ if ! command -v debootstrap >/dev/null; then
     apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
 fi
 
-rootfs=$(mktemp -d /var/tmp/recast-base.XXXXXX)
-trap 'rm -rf --one-file-system "$rootfs"' EXIT
+work=$(mktemp -d /var/tmp/recast-base.XXXXXX)
+trap 'rm -rf --one-file-system "$work"' EXIT
+rootfs="$work/rootfs"
 
-echo "make-base: debootstrap $suite into $rootfs (about a minute)"
-debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" ${DEBIAN_MIRROR:+"$DEBIAN_MIRROR"} \
-    >"$rootfs.log" 2>&1 || { tail -n 30 "$rootfs.log" >&2; rm -f "$rootfs.log"; exit 1; }
-rm -f "$rootfs.log"
+echo "make-base: debootstrap $suite into $rootfs (one to two minutes)"
+if ! debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" ${DEBIAN_MIRROR:+"$DEBIAN_MIRROR"} \
+        >"$work/debootstrap.log" 2>&1; then
+    echo "make-base: debootstrap failed; last lines of its log:" >&2
+    tail -n 30 "$work/debootstrap.log" >&2
+    exit 1
+fi
 
 host_bundle=/etc/ssl/certs/ca-certificates.crt
 if [[ -f $host_bundle ]]; then
