@@ -1,0 +1,60 @@
+"""``recast import hepdata ARCHIVE_OR_URL``: a published likelihood as a likelihood-only catalog entry.
+
+With ``--json`` prints ``{"id", "path", "archive": {"name", "sha256",
+"size_bytes", "url"?}, "workspaces": [{"name", "layout", "points",
+"parameters"}], "points"}``.
+"""
+
+from __future__ import annotations
+
+import click
+
+from recast.cli.common import catalog_option, console, emit_json, json_option, table
+from recast.errors import RecastError
+
+
+@click.group("import")
+def import_group():
+    """Import analyses from outside sources into a catalog."""
+
+
+@import_group.command("hepdata")
+@click.argument("source", metavar="ARCHIVE_OR_URL")
+@catalog_option
+@click.option("--id", "entry_id", help="Entry id (default: from the archive's name).")
+@click.option("--title", help="Entry title.")
+@click.option("--inspire-id", help="INSPIRE id of the paper (default: from the patchset's references).")
+@click.option("--hepdata-record", help="HEPData record id.")
+@click.option("--collaboration", help="e.g. ATLAS.")
+@click.option("--luminosity-fb", type=float, help="Integrated luminosity in fb^-1.")
+@click.option("--sqrt-s-tev", type=float, help="Centre-of-mass energy in TeV.")
+@click.option("--labels", help="Comma-separated names of the point parameters, e.g. msb,mn2,mn1 (default: from the patchset or README).")
+@click.option("--unit", default="GeV", show_default=True, help="Unit of the point parameters.")
+@click.option("--sha256", "expected_sha256", help="Refuse the archive unless its sha256 is this.")
+@click.option("--max-member-mb", type=int, default=512, show_default=True, help="Refuse archive members larger than this.")
+@click.option("--force", is_flag=True, help="Replace an existing entry of the same id.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Download progress bar on stderr.")
+@json_option
+def hepdata(source, catalog_dir, entry_id, title, inspire_id, hepdata_record, collaboration, luminosity_fb,
+            sqrt_s_tev, labels, unit, expected_sha256, max_member_mb, force, progress, as_json):
+    """Import a HEPData likelihood archive (.tar.gz, local path or http(s) URL) as a catalog entry."""
+    from recast import resources
+    from recast.hepdata import import_hepdata
+
+    try:
+        summary = import_hepdata(
+            source, catalog_dir or resources.default_catalog(), entry_id=entry_id, title=title,
+            inspire_id=inspire_id, hepdata_record=hepdata_record, collaboration=collaboration,
+            luminosity_fb=luminosity_fb, sqrt_s_tev=sqrt_s_tev,
+            labels=[x.strip() for x in labels.split(",")] if labels else None, unit=unit,
+            expected_sha256=expected_sha256, force=force, progress=progress,
+            max_member_bytes=max_member_mb * 1024**2,
+        )
+    except RecastError as err:
+        raise click.ClickException(str(err)) from None
+    if as_json:
+        emit_json(summary)
+        return
+    console.print(f"imported [bold]{summary['id']}[/bold] into {summary['path']} (sha256 {summary['archive']['sha256']})")
+    console.print(table(None, ["workspace", "layout", "points", "parameters"],
+                        [[w["name"], w["layout"], w["points"], w["parameters"]] for w in summary["workspaces"]]))
