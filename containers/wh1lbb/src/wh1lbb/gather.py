@@ -25,7 +25,9 @@ CSV_COLUMNS = (
 
 
 def _number(document: dict, key: str, path: Path) -> float:
-    value = document.get(key) if isinstance(document, dict) else None
+    if not isinstance(document, dict) or key not in document:
+        raise InputError(f"{path}: {key}: missing; expected a finite number")
+    value = document[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InputError(f"{path}: {key}: expected a finite number, got {value!r}")
     return float(value)
@@ -33,7 +35,9 @@ def _number(document: dict, key: str, path: Path) -> float:
 
 def _band(document: dict, key: str, path: Path) -> list[float]:
     """The five expected values, -2 sigma .. +2 sigma."""
-    values = document.get(key) if isinstance(document, dict) else None
+    if not isinstance(document, dict) or key not in document:
+        raise InputError(f"{path}: {key}: missing; expected a list of 5 numbers (-2 sigma .. +2 sigma)")
+    values = document[key]
     if not isinstance(values, list) or len(values) != 5:
         raise InputError(f"{path}: {key}: expected a list of 5 numbers (-2 sigma .. +2 sigma), got {values!r}")
     return [_number({key: v}, key, path) for v in values]

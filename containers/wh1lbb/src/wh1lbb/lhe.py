@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +27,11 @@ def read_events(path: str | Path) -> Iterator[tuple[float, list]]:
     if not path.is_file():
         raise InputError(f"{path}: LHE file not found")
     try:
-        for event in _pylhe_events(path):
-            final_state = [p for p in event.particles if int(p.status) == 1]
-            yield float(event.eventinfo.weight), final_state
+        with warnings.catch_warnings():
+            # pylhe warns before raising on broken XML; the error below says it once, naming the file.
+            warnings.filterwarnings("ignore", message="Parse Error", category=RuntimeWarning)
+            for event in _pylhe_events(path):
+                final_state = [p for p in event.particles if int(p.status) == 1]
+                yield float(event.eventinfo.weight), final_state
     except (ET.ParseError, gzip.BadGzipFile, EOFError, ValueError, TypeError, AttributeError) as error:
         raise InputError(f"{path}: not a readable LHE file ({type(error).__name__}: {error})") from None
