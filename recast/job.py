@@ -42,15 +42,16 @@ def pointer_get(document, pointer: str):
     return value
 
 
-def read_values(job: PlannedJob) -> dict:
+def read_values(job_id: str, output_values: dict[str, list[str]]) -> dict:
+    """Named values of a finished job: name -> (file, JSON pointer) read into name -> value."""
     values, cache = {}, {}
-    for name, (path, pointer) in job.output_values.items():
+    for name, (path, pointer) in output_values.items():
         try:
             if path not in cache:
                 cache[path] = json.loads(Path(path).read_text())
             values[name] = pointer_get(cache[path], pointer)
         except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-            raise RecastError(f"step {job.id}: cannot read value {name!r} at {pointer} of {path}: {exc}") from None
+            raise RecastError(f"step {job_id}: cannot read value {name!r} at {pointer} of {path}: {exc}") from None
     return values
 
 
@@ -89,7 +90,7 @@ def run(plan_path: str, job_id: str) -> int:
         missing = [name for name, path in job.output_files.items() if not Path(path).is_file()]
         if missing:
             raise RecastError(f"step {job.id} did not produce its declared output(s): {', '.join(missing)}")
-        Path(job.values_file).write_text(json.dumps(read_values(job), indent=1, sort_keys=True))
+        Path(job.values_file).write_text(json.dumps(read_values(job.id, job.output_values), indent=1, sort_keys=True))
         return 0
     except RecastError as exc:
         record["error"] = str(exc)

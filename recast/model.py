@@ -77,6 +77,7 @@ class Example:
     request: Path
     description: str = ""
     reference: Path | None = None
+    tolerances: dict = field(default_factory=dict)  # {"relative": r, "absolute": a}
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class Analysis:
     results: dict  # {"values": {name: ref}, "files": {name: ref}}
     examples: dict[str, Example]
     likelihood: dict | None = None  # likelihood-only entries (see recast.likelihood)
+    checks: dict | None = None  # acceptance checks (checks.yaml), see recast.checks
 
     @property
     def runnable(self) -> bool:

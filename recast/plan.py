@@ -100,7 +100,8 @@ def _format(value: Any) -> str:
     return str(value)  # floats: repr-exact shortest round trip
 
 
-def _argv(template: Template, values: dict[str, Any]) -> list[str]:
+def command_line(template: Template, values: dict[str, Any]) -> list[str]:
+    """The template's argv with placeholders filled (a list placeholder alone expands)."""
     argv: list[str] = []
     for element in template.argv:
         whole = references.whole_placeholder(element)
@@ -187,7 +188,7 @@ def _job(analysis, stage, template, branch, item, parameters, jobs_by_stage, run
         stage=stage.name,
         branch=branch,
         template=template.name,
-        argv=_argv(template, values),
+        argv=command_line(template, values),
         outdir=str(outdir),
         inputs=sorted(set(inputs)),
         outputs=sorted(output_files.values()) + [str(outdir / VALUES_FILE)],

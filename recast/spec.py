@@ -23,7 +23,7 @@ from recast.digest import canonical_json, digest, sha256_file  # noqa: F401  (re
 from recast.errors import SpecError
 
 SCHEMA_VERSION = "1.0.0"
-KINDS = ("analysis", "template", "workflow", "parameter", "request", "result", "provenance", "likelihood")
+KINDS = ("analysis", "template", "workflow", "parameter", "request", "result", "provenance", "likelihood", "checks")
 
 
 @cache

@@ -252,8 +252,54 @@ class _Checker:
                 reference = inside(self.root, e["reference"])
                 if reference is None or not reference.is_file():
                     self.problem(f"examples.{name}.reference", f"reference file {e['reference']!r} not found inside {self.root}")
-            examples[name] = Example(name=name, request=request, description=e.get("description", ""), reference=reference)
+            examples[name] = Example(name=name, request=request, description=e.get("description", ""),
+                                     reference=reference, tolerances=dict(e.get("tolerances", {})))
         return examples
+
+    def checks(self, doc: dict, templates: dict[str, Template], examples: dict[str, Example]) -> dict | None:
+        if "checks" not in doc:
+            return None
+        path = inside(self.root, doc["checks"])
+        if path is None or not path.is_file():
+            self.problem("checks", f"checks file {doc['checks']!r} not found inside {self.root}")
+            return None
+        try:
+            checks = spec.load_document(path)
+        except SpecError as exc:
+            self.found.extend(exc.problems)
+            return None
+        schema_problems = spec.problems(checks, "checks", path)
+        if schema_problems:
+            self.found.extend(schema_problems)
+            return None
+        for name in checks.get("runs", {}):
+            if name not in examples:
+                self.problem(f"runs.{name}", f"no example request named {name!r} in the analysis spec", path)
+        for name, step in checks.get("steps", {}).items():
+            where = f"steps.{name}"
+            template = templates.get(step["template"])
+            if template is None:
+                self.problem(f"{where}.template", f"unknown template {step['template']!r}", path)
+                continue
+            fixtures = inside(self.root, step.get("fixtures", "."))
+            if fixtures is None or not fixtures.is_dir():
+                self.problem(f"{where}.fixtures", f"fixtures folder {step.get('fixtures')!r} not found inside {self.root}", path)
+                continue
+            for pname, value in step["parameters"].items():
+                param = template.parameters.get(pname)
+                if param is None:
+                    self.problem(f"{where}.parameters.{pname}", f"template {template.name!r} has no parameter {pname!r}", path)
+                    continue
+                files = value if param.type == "list" and isinstance(value, list) else [value]
+                if param.type == "file" or (param.items is not None and param.items.type == "file"):
+                    for f in files:
+                        target = inside(fixtures, str(f))
+                        if target is None or not target.is_file():
+                            self.problem(f"{where}.parameters.{pname}", f"fixture file {f!r} not found inside {fixtures}", path)
+            for pname, param in template.parameters.items():
+                if pname not in step["parameters"] and not param.has_default:
+                    self.problem(f"{where}.parameters", f"template parameter {pname!r} is not given and has no default", path)
+        return {**checks, "path": str(path)}
 
     def images(self, doc: dict) -> dict[str, ImageSpec]:
         images = {}
@@ -331,6 +377,7 @@ def check(path: str | Path) -> tuple[Analysis | None, list[tuple[str, str, str]]
             checker.problem(f"request.parameters.{unused}", "declared but never used by the workflow")
     checker.results(doc, stages, templates)
     examples = checker.examples(doc)
+    checks = checker.checks(doc, templates, examples)
     if checker.found:
         return None, checker.found
     document = {**doc, "templates": template_docs}
@@ -339,6 +386,7 @@ def check(path: str | Path) -> tuple[Analysis | None, list[tuple[str, str, str]]
         root=path.parent, spec_path=path, document=document, metadata=doc["metadata"],
         images=images, templates=templates, stages=stages, request_parameters=request,
         results=doc.get("results", {}), examples=examples, likelihood=doc.get("likelihood"),
+        checks=checks,
     ), []
 
 

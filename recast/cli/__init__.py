@@ -14,6 +14,8 @@ import click
 from recast import __version__
 from recast.cli.catalog import catalog, validate
 from recast.cli.run import results, run
+from recast.cli.refresh import diff, refresh
+from recast.cli.test import test
 from recast.errors import RecastError
 
 
@@ -27,6 +29,9 @@ cli.add_command(catalog)
 cli.add_command(validate)
 cli.add_command(run)
 cli.add_command(results)
+cli.add_command(test)
+cli.add_command(refresh)
+cli.add_command(diff)
 
 
 def _register_optional():

@@ -1,0 +1,178 @@
+"""``recast test``: re-run an entry's example requests and steps, and judge them against its data.
+
+For each example request with reference results: run it (in a separate test
+run folder, so no user's run and no reference is ever overwritten), compare
+the new values with the reference value by value within the declared
+tolerances, and apply the entry's acceptance checks for that example. For a
+single step (``--step``): run its template once on the fixture inputs stored
+with the entry, and apply the step's checks. Each case is reported for
+people and as JUnit XML for CI systems.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recast import checks as checks_mod
+from recast import request as request_mod
+from recast.errors import RecastError, SpecError
+from recast.model import Analysis
+from recast.validate import inside
+
+
+@dataclass
+class Case:
+    """One test case: an example run or a single step of one analysis."""
+
+    analysis: str
+    name: str
+    outcomes: list[checks_mod.Outcome] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+    run_dir: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(o.passed for o in self.outcomes)
+
+    def to_json(self) -> dict:
+        return {"analysis": self.analysis, "case": self.name, "passed": self.passed, "error": self.error,
+                "seconds": round(self.seconds, 2), "run_dir": self.run_dir,
+                "checks": [o.__dict__ for o in self.outcomes]}
+
+
+def test_example(analysis: Analysis, example: str, workdir: Path, environment: str, cores: int = 1) -> Case:
+    from recast import execution
+
+    case = Case(analysis.id, f"example:{example}")
+    started = time.monotonic()
+    try:
+        ex = analysis.examples[example]
+        if ex.reference is None:
+            raise RecastError(f"example {example!r} of {analysis.id} has no reference results to compare with")
+        reference = _load_reference(ex.reference)
+        relative, absolute = checks_mod.tolerances(ex.tolerances, str(analysis.spec_path))
+        run_dir = workdir / analysis.id / example
+        case.run_dir = str(run_dir)
+        request = request_mod.load(analysis, ex.request)
+        execution.run(analysis, request, run_dir, environment=environment, cores=cores)
+        found = json.loads((run_dir / "results.json").read_text())
+        case.outcomes += [checks_mod.Outcome(f"value {o.name}", o.passed, o.expected, o.found, o.message)
+                          for o in checks_mod.compare(found["values"], reference["values"], relative, absolute)]
+        expect = (analysis.checks or {}).get("runs", {}).get(example)
+        if expect:
+            r, a = checks_mod.tolerances(expect.get("tolerances"), analysis.checks["path"])
+            case.outcomes += checks_mod.acceptance(run_dir, expect, found["values"], r, a)
+    except (RecastError, KeyError) as exc:
+        case.error = str(exc)
+    case.seconds = time.monotonic() - started
+    return case
+
+
+def _load_reference(path: Path) -> dict:
+    from recast import spec
+
+    try:
+        document = spec.load_document(path)
+    except SpecError as exc:
+        raise RecastError(f"reference results unreadable: {exc}") from None
+    problems = spec.problems(document, "result", path)
+    if problems:
+        raise RecastError("reference results malformed:\n" + str(SpecError(problems)))
+    return document
+
+
+def test_step(analysis: Analysis, step: str, workdir: Path, environment: str) -> Case:
+    """Run one template on the entry's stored fixtures and apply the step's checks."""
+    from recast import execution, plan
+    from recast.environments import ImageRef, Job, get_environment
+    from recast.job import read_values
+
+    case = Case(analysis.id, f"step:{step}")
+    started = time.monotonic()
+    try:
+        steps = (analysis.checks or {}).get("steps", {})
+        if step not in steps:
+            raise RecastError(f"analysis {analysis.id} has no step check {step!r} "
+                              f"(checks: {', '.join(sorted(steps)) or 'none'})")
+        check = steps[step]
+        template = analysis.templates[check["template"]]
+        fixtures = inside(analysis.root, check.get("fixtures", "."))
+        outdir = (workdir / analysis.id / "steps" / step).resolve()
+        case.run_dir = str(outdir)
+        if outdir.exists():
+            import shutil
+
+            shutil.rmtree(outdir)
+        outdir.mkdir(parents=True)
+        values, inputs = {}, []
+        for name, param in template.parameters.items():
+            value = check["parameters"].get(name, param.default)
+            if param.type == "file":
+                value = str(inside(fixtures, value))
+                inputs.append(value)
+            elif param.items is not None and param.items.type == "file":
+                value = [str(inside(fixtures, v)) for v in value]
+                inputs.extend(value)
+            values[name] = value
+        values["outdir"] = str(outdir)
+        image = execution.image_lock(analysis).get(template.image, {}) if environment == "docker" else {}
+        if environment == "docker" and not image.get("id"):
+            raise RecastError(f"image {template.image!r} of {analysis.id} is not built: run `recast images build {analysis.id}`")
+        log = outdir.parent / f"{step}.log"
+        log.unlink(missing_ok=True)
+        job = Job(run_id=f"{analysis.id}-test", step=step, argv=plan.command_line(template, values), outdir=outdir,
+                  read_only=[Path(p) for p in inputs],
+                  image=ImageRef(template.image, image.get("tag"), image.get("id")), env=template.env,
+                  cores=template.resources.cores, memory_bytes=template.resources.memory_bytes,
+                  time_limit_s=template.resources.time_limit_s, network=template.network, log_path=log)
+        outcome = get_environment(environment).run(job)
+        if outcome.exit_code != 0:
+            from recast.job import tail
+
+            raise RecastError(f"step {step} failed with exit status {outcome.exit_code}"
+                              f"{' (time limit)' if outcome.timed_out else ''}\n{tail(log)}")
+        output_files = {n: outdir / f for n, f in template.output_files.items()}
+        missing = [n for n, p in output_files.items() if not p.is_file()]
+        if missing:
+            raise RecastError(f"step {step} did not produce its declared output(s): {', '.join(missing)}")
+        values = read_values(step, {n: [str(output_files[f]), p] for n, (f, p) in template.output_values.items()})
+        expect = dict(check["expect"])
+        # A step's command output is its log, named "log" in checks.yaml.
+        logs = expect.pop("logs", {})
+        r, a = checks_mod.tolerances(expect.get("tolerances"), analysis.checks["path"])
+        case.outcomes += checks_mod.acceptance(outdir, expect, values, r, a)
+        if logs:
+            case.outcomes += checks_mod.acceptance(log.parent, {"logs": {log.name if k == "log" else k: v
+                                                                          for k, v in logs.items()}})
+    except RecastError as exc:
+        case.error = str(exc)
+    case.seconds = time.monotonic() - started
+    return case
+
+
+def junit(cases: list[Case], path: Path) -> None:
+    """Write a JUnit XML report: one testsuite per analysis, one testcase per example or step."""
+    suites = ET.Element("testsuites", name="recast")
+    by_analysis: dict[str, list[Case]] = {}
+    for case in cases:
+        by_analysis.setdefault(case.analysis, []).append(case)
+    for analysis, group in by_analysis.items():
+        suite = ET.SubElement(suites, "testsuite", name=analysis, tests=str(len(group)),
+                              failures=str(sum(1 for c in group if c.error is None and not c.passed)),
+                              errors=str(sum(1 for c in group if c.error is not None)),
+                              time=f"{sum(c.seconds for c in group):.2f}")
+        for case in group:
+            element = ET.SubElement(suite, "testcase", classname=analysis, name=case.name, time=f"{case.seconds:.2f}")
+            if case.error is not None:
+                ET.SubElement(element, "error", message=case.error.splitlines()[0]).text = case.error
+            elif not case.passed:
+                failed = [o for o in case.outcomes if not o.passed]
+                text = "\n".join(f"{o.name}: expected {o.expected!r}, found {o.found!r} {o.message}".rstrip() for o in failed)
+                ET.SubElement(element, "failure", message=f"{len(failed)} check(s) failed").text = text
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
