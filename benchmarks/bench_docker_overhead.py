@@ -6,7 +6,7 @@ Three ways of running the same trivial command N times in the same image:
 2. in-process:  ``DockerEnvironment.run`` in this process (one engine client),
                 with everything a recast job gets: mounts, limits, labels,
                 non-root user, log file, chown of the outputs, removal;
-3. per-process: a fresh Python per job that imports recast's docker
+3. fresh process: a fresh Python per job that imports recast's docker
                 environment and runs the job, as an executor that starts one
                 process per job does (interpreter start and imports included).
 
@@ -37,48 +37,38 @@ def per_job(times: list[float]) -> str:
     return f"mean {statistics.mean(times) * 1000:6.0f} ms, median {statistics.median(times) * 1000:6.0f} ms"
 
 
-def bare(image_id: str, n: int) -> list[float]:
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        subprocess.run(["docker", "run", "--rm", image_id, "true"], check=True)
-        times.append(time.perf_counter() - start)
-    return times
+def bare(image_id: str) -> None:
+    subprocess.run(["docker", "run", "--rm", image_id, "true"], check=True)
 
 
-def make_job(tmp: Path, image: ImageRef, i: int) -> Job:
-    return Job(run_id="bench", step=f"true__{i}", argv=["true"], outdir=tmp / f"job{i}",
-               read_only=[tmp / "input.txt"], image=image, log_path=tmp / f"job{i}.log")
+def make_job(tmp: Path, image: ImageRef, name: str) -> Job:
+    return Job(run_id="bench", step=name, argv=["true"], outdir=tmp / name,
+               read_only=[tmp / "input.txt"], image=image, log_path=tmp / f"{name}.log")
 
 
-def in_process(tmp: Path, image: ImageRef, n: int) -> list[float]:
-    env = DockerEnvironment()
-    times = []
-    for i in range(n):
-        start = time.perf_counter()
-        outcome = env.run(make_job(tmp, image, i))
-        times.append(time.perf_counter() - start)
-        assert outcome.exit_code == 0, outcome
-    return times
+def in_process(env: DockerEnvironment, job: Job) -> None:
+    outcome = env.run(job)
+    assert outcome.exit_code == 0, outcome
 
 
-def per_process(tmp: Path, image: ImageRef, n: int) -> list[float]:
-    times = []
-    for i in range(n):
-        script = textwrap.dedent(f"""
-            from pathlib import Path
-            from recast.environments import ImageRef, Job
-            from recast.environments.docker import DockerEnvironment
-            job = Job(run_id="bench", step="p{i}", argv=["true"], outdir=Path({str(tmp / f"proc{i}")!r}),
-                      read_only=[Path({str(tmp / "input.txt")!r})],
-                      image=ImageRef({image.name!r}, {image.tag!r}, {image.id!r}),
-                      log_path=Path({str(tmp / f"proc{i}.log")!r}))
-            raise SystemExit(DockerEnvironment().run(job).exit_code)
-        """)
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", script], check=True)
-        times.append(time.perf_counter() - start)
-    return times
+def fresh_process(job: Job) -> None:
+    image = job.image
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from recast.environments import ImageRef, Job
+        from recast.environments.docker import DockerEnvironment
+        job = Job(run_id="bench", step={job.step!r}, argv=["true"], outdir=Path({str(job.outdir)!r}),
+                  read_only=[Path(p) for p in {[str(p) for p in job.read_only]!r}],
+                  image=ImageRef({image.name!r}, {image.tag!r}, {image.id!r}), log_path=Path({str(job.log_path)!r}))
+        raise SystemExit(DockerEnvironment().run(job).exit_code)
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def timed(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -96,13 +86,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="recast-bench-docker-") as name:
         tmp = Path(name)
         (tmp / "input.txt").write_text("input\n")
-        results = {
-            "bare docker run --rm": bare(image_id, args.n),
-            "DockerEnvironment.run, in-process": in_process(tmp, image, args.n),
-            "DockerEnvironment.run, fresh process": per_process(tmp, image, args.n),
-        }
+        env = DockerEnvironment()
+        results = {"bare docker run --rm": [], "DockerEnvironment.run, in-process": [],
+                   "DockerEnvironment.run, fresh process": []}
+        for i in range(args.n):  # interleaved, so a change of machine load hits all three alike
+            results["bare docker run --rm"].append(timed(bare, image_id))
+            results["DockerEnvironment.run, in-process"].append(timed(in_process, env, make_job(tmp, image, f"in{i}")))
+            results["DockerEnvironment.run, fresh process"].append(timed(fresh_process, make_job(tmp, image, f"fresh{i}")))
     baseline = statistics.mean(results["bare docker run --rm"])
-    print(f"image {args.image} ({image_id[:19]}), {args.n} jobs each, one at a time")
+    print(f"image {args.image} ({image_id[:19]}), {args.n} jobs each, one at a time, interleaved")
     for label, times in results.items():
         extra = statistics.mean(times) - baseline
         verdict = "" if label.startswith("bare") else (
