@@ -116,6 +116,27 @@ def test_outputs_are_written_and_owned_by_the_invoking_user(env, tiny_image, tmp
     assert len(outcome.details["container"]) == 64
 
 
+def test_giving_outputs_back_never_follows_links(env, tiny_image, tmp_path):
+    """A job may leave symlinks to host paths: handing its outputs over must not chown their targets."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "file").write_text("host data\n")
+    if os.getuid() == 0:
+        for path in (victim, victim / "file"):
+            os.chown(path, 4242, 4242)
+    before = {p: (p.stat().st_uid, p.stat().st_gid) for p in (victim, victim / "file")}
+    outcome = env.run(job(tmp_path, tiny_image, py(f"""
+        import os
+        os.symlink({str(victim / "file")!r}, "to-file")
+        os.mkdir("sub")
+        os.symlink({str(victim)!r}, "sub/to-dir")
+    """)))
+    assert outcome.exit_code == 0, (tmp_path / "job.log").read_text()
+    assert {p: (p.stat().st_uid, p.stat().st_gid) for p in before} == before
+    link = tmp_path / "out" / "sub" / "to-dir"
+    assert link.is_symlink() and (link.lstat().st_uid, link.lstat().st_gid) == (os.getuid(), os.getgid())
+
+
 def test_runs_as_non_root_without_capabilities(env, tiny_image, tmp_path):
     outcome = env.run(job(tmp_path, tiny_image, py("""
         import os

@@ -193,10 +193,12 @@ def _owner(path: Path) -> tuple[int, int]:
 
 
 def _chown_tree(outdir: Path, owner: tuple[int, int]) -> None:
+    # Never follows links: a job may leave a symlink to any host path in its outputs.
     for root, dirs, files in os.walk(outdir):
         for name in dirs + files:
             path = os.path.join(root, name)
-            if os.lstat(path).st_uid != owner[0]:
+            st = os.lstat(path)
+            if (st.st_uid, st.st_gid) != owner:
                 os.lchown(path, *owner)
     os.chown(outdir, *owner)
 
