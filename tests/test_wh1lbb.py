@@ -24,7 +24,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(PACKAGE_SRC))
 
-from wh1lbb import analysis, gather, generate, patch, select, workspace  # noqa: E402
+from wh1lbb import analysis, gather, generate, patch, selection, workspace  # noqa: E402
 
 CATALOG = ROOT / "catalog" / "wh1lbb"
 BKG_ONLY = CATALOG / "likelihood" / "BkgOnly.json"
@@ -33,7 +33,7 @@ XSEC_600_PB = 0.0024863  # sigma x BR of the 600 GeV point, as in containers/wh1
 
 
 def run_select(events: Path, out: Path, cross_section_pb: float = XSEC_600_PB, luminosity_fb: float = 139.0) -> int:
-    return select.main([
+    return selection.main([
         str(events), "--name", "C1N2_600_0", "--m-c1n2", "600", "--m-n1", "0",
         "--cross-section-pb", str(cross_section_pb), "--luminosity-fb", str(luminosity_fb), "--out", str(out),
     ])
@@ -276,7 +276,7 @@ def test_gather_rejects_misaligned_or_malformed_inputs(tmp_path, capsys):
 # -- command lines -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", [generate, select, patch, gather])
+@pytest.mark.parametrize("module", [generate, selection, patch, gather])
 def test_every_option_is_documented(module):
     parser = module.build_parser()
     for action in parser._actions:

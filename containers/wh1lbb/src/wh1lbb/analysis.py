@@ -1,7 +1,7 @@
 """What the selection, the background workspace and the signal patch must agree on.
 
 Region names, bin edges and systematic names live here only, so that the
-yields written by ``select`` always line up with the channels that
+yields written by ``selection`` always line up with the channels that
 ``workspace`` archives and that ``patch`` adds the signal to.
 """
 
