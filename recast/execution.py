@@ -81,6 +81,7 @@ def execute(plan: plan_mod.Plan, executor: str = "local", cores: int = 1, progre
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import (ConfigSettings, DAGSettings, ExecutionSettings, OutputSettings,
                                           ResourceSettings)
+    from snakemake.exceptions import LockException
     from snakemake_interface_common.exceptions import WorkflowError
 
     chosen = get_executor(executor)
@@ -100,12 +101,18 @@ def execute(plan: plan_mod.Plan, executor: str = "local", cores: int = 1, progre
                 snakefile=resources.snakefile(),
                 workdir=run_dir,
             )
-            dag = workflow.dag(DAGSettings())
+            # A run killed outright leaves its running jobs marked incomplete: redo them.
+            dag = workflow.dag(DAGSettings(force_incomplete=True))
             dag.execute_workflow(
                 executor=chosen.plugin,
                 execution_settings=ExecutionSettings(latency_wait=5),
                 executor_settings=chosen.settings() if chosen.settings else None,
             )
+    except LockException:
+        raise ExecutionError(
+            f"{run_dir} is in use by another run (or one was killed and left its lock): if no recast or "
+            f"snakemake process is running there, remove {run_dir / '.snakemake' / 'locks'} and run again"
+        ) from None
     except WorkflowError as exc:
         failed = failed_jobs(plan, since=started)
         if not failed:

@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+# snakemake.shell keeps the sys.stdout it sees at import as every job's stdout.
+# Import it here, before click's CliRunner swaps in a stdout without a file
+# descriptor, so CLI tests run jobs the way a terminal does.
+import snakemake.shell  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 HEPDATA = ROOT.parent / "shared" / "hepdata"

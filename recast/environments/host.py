@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 
 from recast.environments import Job, Outcome
@@ -33,13 +34,32 @@ class HostEnvironment:
                 job.argv, cwd=job.outdir, env=env, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
+            # The command has a session of its own (so that the time limit can stop
+            # all of it); stopping this job must stop it too, not leave it running.
+            previous = signal.signal(signal.SIGTERM, _terminate)
             try:
                 code = proc.wait(timeout=job.time_limit_s)
                 return Outcome(exit_code=code, details={"pid": proc.pid})
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait()
+                _kill(proc)
                 return Outcome(exit_code=-9, timed_out=True, details={"pid": proc.pid})
+            except BaseException:  # Ctrl-C, or SIGTERM via _terminate
+                _kill(proc)
+                raise
+            finally:
+                signal.signal(signal.SIGTERM, previous)
         finally:
             if log is not subprocess.DEVNULL:
                 log.close()
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
