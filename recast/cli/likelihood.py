@@ -74,6 +74,7 @@ def _input_options(function):
         click.option("--point", "points", multiple=True, help="Point name of the patchset or entry (repeatable; shell patterns allowed)."),
         click.option("--signal", type=click.Path(dir_okay=False), help="Signal yields per bin (YAML/JSON) to build a patch from."),
         click.option("--region", help="Which workspace of a catalog entry with several (e.g. RegionA)."),
+        click.option("--labels", help="Names of the numbers in patch file names, e.g. msb,mn2,mn1 for patch.sbottom_1300_205_60.json."),
         catalog_option,
         _settings_options,
         json_option,
@@ -104,13 +105,16 @@ def _load(options: dict, need_point: bool = True):
         if not found:
             raise click.BadParameter(f"no patch.*.json file in {folder}", param_hint="--patch-dir")
         patches += [str(p) for p in found]
+    labels = [x.strip() for x in options["labels"].split(",")] if options.get("labels") else None
     if Path(workspace).is_file():
-        likelihood = load_workspace(workspace, patchset=options.get("patchset"))
+        likelihood = load_workspace(workspace, patchset=options.get("patchset"), labels=labels)
     elif "/" not in workspace and not workspace.endswith(".json"):
         likelihood = load_entry(workspace, options.get("catalog_dir"), options.get("region"))
     else:
         raise click.BadParameter(f"{workspace}: no such file (and not a catalog entry id)", param_hint="WORKSPACE")
-    points = [load_patch_file(p, labels=likelihood.labels or None) for p in patches]
+    points = [load_patch_file(p, labels=labels or likelihood.labels or None) for p in patches]
+    if points and not likelihood.labels:
+        likelihood.labels = list(points[0].values)
     if options.get("signal"):
         points.append(load_signal_yields(options["signal"], likelihood))
     if options.get("points"):

@@ -56,9 +56,12 @@ def read_json(path: Path, error: type[Exception], what: str) -> Any:
 
 
 def _schema_message(err: Exception) -> str:
-    """The field path and message of a pyhf InvalidSpecification."""
+    """The field path and the short message of a pyhf InvalidSpecification (not the whole instance)."""
     path = getattr(err, "path", "") or "(top level)"
-    message = getattr(err, "message", str(err))
+    parent = getattr(err, "parent", None)
+    message = getattr(parent, "message", None) or str(err).split("\n")[0]
+    if len(message) > 300:
+        message = message[:150] + " … " + message[-140:]
     return f"field {path}: {message}"
 
 

@@ -1,0 +1,114 @@
+"""Loading workspaces, patches and patchsets; errors that name the file, the point and what was expected;
+signal patches built from plain yields."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from likelihood_helpers import onelbb, onelbb_dir, patch_path, sbottom_dir, write_json  # noqa: F401
+
+from recast.errors import RecastError
+from recast.likelihood import PatchError, WorkspaceError, cls, load_patch_file, load_workspace, signal_patch
+from recast.likelihood.errors import LikelihoodError
+from recast.likelihood.signal import load_signal_yields
+
+
+@pytest.fixture
+def region_a(sbottom_dir):
+    return sbottom_dir / "RegionA" / "BkgOnly.json"
+
+
+def test_patch_file_names_and_values(sbottom_dir, region_a):
+    likelihood = load_workspace(region_a, [patch_path(sbottom_dir, "RegionA", "sbottom_1300_205_60")], labels=["msb", "mn2", "mn1"])
+    (point,) = likelihood.points
+    assert point.name == "sbottom_1300_205_60"
+    assert point.values == {"msb": 1300.0, "mn2": 205.0, "mn1": 60.0}
+    assert likelihood.labels == ["msb", "mn2", "mn1"]
+
+
+def test_errors_are_recast_errors_naming_the_file(tmp_path, region_a):
+    bad_json = tmp_path / "BkgOnly.json"
+    bad_json.write_text('{"channels": [}')
+    with pytest.raises(WorkspaceError, match=r"BkgOnly.json: line 1 column 15: not valid JSON") as caught:
+        load_workspace(bad_json)
+    assert isinstance(caught.value, RecastError)
+    with pytest.raises(WorkspaceError, match=r"missing.json: no such file; expected a pyhf workspace"):
+        load_workspace(tmp_path / "missing.json")
+
+
+def test_workspace_failing_pyhf_schema_names_the_field(tmp_path, region_a):
+    spec = json.loads(region_a.read_text())
+    del spec["channels"][0]["samples"][0]["data"]
+    path = write_json(tmp_path / "BkgOnly.json", spec)
+    with pytest.raises(WorkspaceError, match=r"BkgOnly.json: field .*channels.*0.*samples.*0.*'data' is a required property.*workspace.json"):
+        load_workspace(path)
+
+
+def test_patch_failing_schema_names_file_point_and_field(tmp_path, sbottom_dir, region_a):
+    ops = json.loads(patch_path(sbottom_dir, "RegionA", "sbottom_1300_205_60").read_text())
+    ops[0]["value"]["data"] = "many events"
+    path = write_json(tmp_path / "patch.sbottom_9_9_9.json", ops)
+    with pytest.raises(PatchError, match=r"patch.sbottom_9_9_9.json \(point sbottom_9_9_9\): operation 0 .*sample field 'data'.*is not of type 'array'"):
+        load_patch_file(path)
+    write_json(path, {"op": "add"})
+    with pytest.raises(PatchError, match=r"point sbottom_9_9_9\).*expected a JSON Patch"):
+        load_patch_file(path)
+
+
+def test_patch_that_does_not_apply_names_the_operation(tmp_path, sbottom_dir, region_a):
+    ops = json.loads(patch_path(sbottom_dir, "RegionA", "sbottom_1300_205_60").read_text())
+    ops[1]["path"] = "/channels/12/samples/0"
+    path = write_json(tmp_path / "patch.sbottom_1_2_3.json", ops)
+    with pytest.raises(PatchError, match=r"patch.sbottom_1_2_3.json \(point sbottom_1_2_3\): operation 1 \(add /channels/12/samples/0\) does not apply to .*RegionA/BkgOnly.json"):
+        cls(region_a, path)
+
+
+def test_patchset_digest_mismatch_is_refused(tmp_path, onelbb_dir):
+    spec = json.loads((onelbb_dir / "BkgOnly.json").read_text())
+    spec["observations"][0]["data"][0] += 1
+    other = write_json(tmp_path / "BkgOnly.json", spec)
+    with pytest.raises(PatchError, match=r"patchset.json: metadata.digests.sha256 is 2563672e.* but the background-only workspace .*BkgOnly.json has sha256 [0-9a-f]{64}"):
+        load_workspace(other, patchset=onelbb_dir / "patchset.json", points=["C1N2_Wh_hbb_900_250"])
+
+
+def test_unknown_point_of_a_patchset(onelbb):
+    with pytest.raises(PatchError, match=r"no signal point named 'C1N2_Wh_hbb_1_1' \(known: C1N2_Wh_hbb_1000_0"):
+        onelbb.point("C1N2_Wh_hbb_1_1")
+
+
+
+
+def test_signal_patch_from_yields(region_a):
+    likelihood = load_workspace(region_a)
+    small = signal_patch(likelihood, {"SR_meff": [0.5, 1.0, 2.0]}, {"SR_meff": [0.1, 0.1, 0.2]}, name="small")
+    large = signal_patch(likelihood, {"SR_meff": [5.0, 10.0, 20.0]}, name="large")
+    (op,) = small.patch
+    assert op["path"] == "/channels/0/samples/-"
+    kinds = {m["type"]: m["name"] for m in op["value"]["modifiers"]}
+    assert kinds["normfactor"] == "mu_SIG" and kinds["lumi"] == "lumi" and kinds["staterror"] == "staterror_SR_meff"
+    small_cls = cls(likelihood, small, backend="jax")["cls_obs"]
+    large_cls = cls(likelihood, large, backend="jax")["cls_obs"]
+    assert 0 < large_cls < small_cls < 1
+
+
+@pytest.mark.parametrize("yields,errors,message", [
+    ({"SR_nope": [1.0]}, None, r"yields.SR_nope: no such channel in .*BkgOnly.json \(channels: CRtt_meff, SR_meff, VRtt_meff\)"),
+    ({"SR_meff": [1.0, 2.0]}, None, r"yields.SR_meff: 2 values given but the channel has 3 bins"),
+    ({"SR_meff": [1.0, -2.0, 1.0]}, None, r"yields.SR_meff\[1\]: -2.0 is not a finite, non-negative number"),
+    ({"SR_meff": [1.0, 2.0, 3.0]}, {"SR_meff": [0.1, float("nan"), 0.1]}, r"uncertainties.SR_meff\[1\]: nan is not"),
+    ({"SR_meff": [1.0, 2.0, 3.0]}, {"CRtt_meff": [0.1]}, r"uncertainties.CRtt_meff: uncertainties given for a channel without yields"),
+])
+def test_signal_patch_is_validated_against_the_workspace(region_a, yields, errors, message):
+    with pytest.raises(PatchError, match=message):
+        signal_patch(load_workspace(region_a), yields, errors, source="request.yaml")
+
+
+def test_signal_yields_file(tmp_path, region_a):
+    path = tmp_path / "signal.yaml"
+    path.write_text("name: my_point\nvalues: {m: 500}\nchannels:\n  SR_meff: {yields: [1, 2, 3], uncertainties: [0.1, 0.2, 0.3]}\n")
+    point = load_signal_yields(path, load_workspace(region_a))
+    assert point.name == "my_point" and point.values == {"m": 500.0} and point.source == str(path)
+    path.write_text("channels: [1, 2]\n")
+    with pytest.raises(LikelihoodError, match=r"signal.yaml: field 'channels': expected a mapping"):
+        load_signal_yields(path, load_workspace(region_a))
