@@ -141,12 +141,17 @@ def test_example_analysis_images_build_and_run_isolated(tmp_path):
     })
     built = images.build(analysis)
     env = DockerEnvironment()
+    # The console scripts the job templates call must exist and load (as their first import would).
+    load_scripts = ("import shutil; from importlib.metadata import entry_points; "
+                    "scripts = {{e.name: e for e in entry_points(group='console_scripts')}}; "
+                    "[(shutil.which(n), scripts[n].load()) for n in {names!r}]; ")
     checks = {
-        "selection": ["python", "-c", "import numpy, pylhe, wh1lbb.select, wh1lbb.lhe, shutil; "
-                      "assert shutil.which('wh1lbb-select') == '/opt/venv/bin/wh1lbb-select'; print('ok')"],
-        "stats": ["python", "-c", "import pyhf, wh1lbb, recast.likelihood, recast.resources as r; "
-                  "assert pyhf.__version__ == '0.7.6'; assert (r.schema_dir() / 'result.schema.json').is_file(); "
-                  "print('ok')"],
+        "selection": ["python", "-c", load_scripts.format(names=("wh1lbb-select", "wh1lbb-generate"))
+                      + "import pylhe; print('ok')"],
+        "stats": ["python", "-c", load_scripts.format(names=("wh1lbb-patch", "wh1lbb-gather", "recast"))
+                  + "import pyhf, recast.resources as r; from recast.cli import cli; "
+                  "assert pyhf.__version__ == '0.7.6', pyhf.__version__; assert 'likelihood' in cli.commands; "
+                  "assert (r.schema_dir() / 'result.schema.json').is_file(); print('ok')"],
     }
     for name, argv in checks.items():
         log = tmp_path / f"{name}.log"
