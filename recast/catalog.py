@@ -60,3 +60,68 @@ def search(catalog: str | Path | None, text: str) -> list[dict]:
         if all(w in haystack for w in words):
             found.append(summary(analysis))
     return found
+
+
+def check_entry(path: Path) -> list:
+    """`recast catalog check` for one entry: is it still preservable and testable?
+
+    It validates; every image is pinned and present in the engine or archived
+    with a matching sha256; every referenced file exists with its recorded
+    sha256; it has example requests with reference results.
+    """
+    from recast import preservation
+    from recast.checks import Outcome
+    from recast.digest import sha256_file
+    from recast.validate import check
+
+    analysis, problems = check(path)
+    if analysis is None:
+        return [Outcome("valid", False, message="; ".join(f"{f}: {w}: {m}" for f, w, m in problems))]
+    outcomes = [Outcome("valid", True)]
+    if analysis.runnable:
+        examples = list(analysis.examples.values())
+        outcomes.append(Outcome("example requests", bool(examples), message="" if examples else "none declared"))
+        missing = [e.name for e in examples if e.reference is None]
+        outcomes.append(Outcome("reference results", bool(examples) and not missing,
+                                message=f"no reference for: {', '.join(missing)}" if missing else ""))
+    try:
+        from recast import images
+        from recast.environments.docker import engine_available
+
+        engine = engine_available()
+        archived = preservation.read_manifest(analysis)["images"]
+        for name in sorted(analysis.images):
+            ref = images.resolve(analysis, name)
+            outcomes.append(Outcome(f"image {name} pinned", bool(ref.id), found=ref.id,
+                                    message="" if ref.id else f"not built: run `recast images build {analysis.id}`"))
+            if not ref.id:
+                continue
+            in_engine = engine and images._image_id(images._api(), ref.id) == ref.id
+            where, ok, message = "engine" if in_engine else "", bool(in_engine), ""
+            if name in archived:
+                if archived[name].get("id") != ref.id:
+                    message = f"archive holds {archived[name].get('id')}, not the pinned image"
+                else:
+                    try:
+                        preservation.verify_archive(analysis, name)
+                        where, ok = ("engine and archive" if in_engine else "archive"), True
+                    except RecastError as exc:
+                        message = str(exc)
+            elif not in_engine:
+                message = f"neither in the engine nor archived: run `recast images save {analysis.id}`"
+            outcomes.append(Outcome(f"image {name} available", ok, found=where or None, message=message))
+        recorded = preservation.recorded_files(analysis)
+        for file in preservation.referenced_files(analysis):
+            name = str(file.relative_to(analysis.root.resolve()))
+            if name not in recorded:
+                outcomes.append(Outcome(f"file {name}", False,
+                                        message=f"no recorded sha256: run `recast catalog pin {analysis.id}`"))
+            elif not file.is_file():
+                outcomes.append(Outcome(f"file {name}", False, message="missing"))
+            else:
+                found = sha256_file(file)
+                outcomes.append(Outcome(f"file {name}", found == recorded[name], recorded[name], found,
+                                        "" if found == recorded[name] else "sha256 differs from the recorded one"))
+    except RecastError as exc:
+        outcomes.append(Outcome("preservation store", False, message=str(exc)))
+    return outcomes

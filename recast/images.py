@@ -94,7 +94,7 @@ def build(analysis: Analysis, base: str | None = None, progress: Progress | None
             "base_id": _image_id(api, base),
             "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        _write_lock(analysis, lock)  # after each image, so a later failure keeps what was built
+        write_lock(analysis, lock)  # after each image, so a later failure keeps what was built
         built[spec.name] = ImageRef(name=spec.name, tag=spec.tag, id=image_id)
     return built
 
@@ -168,7 +168,7 @@ def _image_id(api, reference: str) -> str | None:
         return None
 
 
-def _write_lock(analysis: Analysis, lock: dict) -> None:
+def write_lock(analysis: Analysis, lock: dict) -> None:
     path = lock_path(analysis)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     tmp.write_text(json.dumps(lock, indent=1, sort_keys=True) + "\n")

@@ -76,6 +76,50 @@ def search(text, catalog_dir, as_json):
         _print_summaries(rows, f"matches for {text!r}")
 
 
+@catalog.command("check")
+@click.argument("analysis_ids", nargs=-1)
+@catalog_option
+@json_option
+def check_command(analysis_ids, catalog_dir, as_json):
+    """Is every entry (or the given ones) still preservable and testable?
+
+    Each entry validates; every image is pinned and present in the engine or
+    archived with a matching sha256; every referenced file exists with its
+    recorded sha256 (`recast catalog pin`); there are example requests with
+    reference results. Exits non-zero if anything fails.
+    """
+    paths = ([catalog_mod.resolve(catalog_dir) / i for i in analysis_ids] if analysis_ids
+             else catalog_mod.entries(catalog_dir))
+    report = []
+    for path in paths:
+        if not (path / SPEC_FILE).is_file():
+            raise RecastError(f"no analysis {path.name!r} in catalog {catalog_mod.resolve(catalog_dir)}")
+        outcomes = catalog_mod.check_entry(path)
+        report.append({"entry": path.name, "passed": all(o.passed for o in outcomes),
+                       "checks": [o.__dict__ for o in outcomes]})
+    if as_json:
+        emit_json(report)
+    else:
+        for entry in report:
+            rows = [["ok" if c["passed"] else "FAIL", c["name"], str(c["found"] or "")[:19], c["message"]]
+                    for c in entry["checks"]]
+            console.print(table(f"{entry['entry']}: {'passed' if entry['passed'] else 'FAILED'}",
+                                ["", "check", "found", "problem"], rows))
+    if not all(e["passed"] for e in report):
+        raise SystemExit(1)
+
+
+@catalog.command()
+@click.argument("analysis_id")
+@catalog_option
+def pin(analysis_id, catalog_dir):
+    """Record the sha256 of every file ANALYSIS refers to, in preserved/files.sha256."""
+    from recast import preservation
+
+    path = preservation.pin_files(catalog_mod.load(catalog_dir, analysis_id))
+    console.print(f"recorded {len(path.read_text().splitlines())} files in {path}", highlight=False)
+
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @json_option

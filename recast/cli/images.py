@@ -1,4 +1,4 @@
-"""``recast images build``: build an analysis's images and record their IDs."""
+"""``recast images build|save|load``: build, pin, archive and restore an analysis's images."""
 
 from __future__ import annotations
 
@@ -45,3 +45,43 @@ def build(analysis_ids, base, catalog_dir, as_json, quiet):
     else:
         console.print(table("images", ["analysis", "name", "tag", "id"],
                             [[r["analysis"], r["name"], r["tag"], r["id"]] for r in rows]))
+
+
+@images.command()
+@click.argument("analysis_id", metavar="ANALYSIS")
+@click.argument("names", nargs=-1)
+@catalog_option
+@json_option
+def save(analysis_id, names, catalog_dir, as_json):
+    """Archive the pinned images of ANALYSIS (or only NAMES) into its preservation store.
+
+    Each image is written as a docker-archive tarball, preserved/images/NAME.tar,
+    and listed with its image ID and sha256 in preserved/images.json.
+    """
+    from recast import preservation
+
+    analysis = catalog_mod.load(catalog_dir, analysis_id)
+    manifest = preservation.save_images(analysis, list(names) or None)
+    rows = [{"name": n, **e} for n, e in sorted(manifest["images"].items()) if not names or n in names]
+    if as_json:
+        emit_json(rows)
+    else:
+        console.print(table(f"archived in {preservation.store(analysis)}", ["name", "id", "archive", "MB", "sha256"],
+                            [[r["name"], r["id"][:19], r["archive"], r["bytes"] / 1e6, r["sha256"][:16]] for r in rows]))
+
+
+@images.command()
+@click.argument("analysis_id", metavar="ANALYSIS")
+@click.argument("names", nargs=-1)
+@catalog_option
+@json_option
+def load(analysis_id, names, catalog_dir, as_json):
+    """Restore the archived images of ANALYSIS into the Docker engine, after checking their sha256."""
+    from recast import preservation
+
+    analysis = catalog_mod.load(catalog_dir, analysis_id)
+    restored = preservation.load_images(analysis, list(names) or None)
+    if as_json:
+        emit_json(restored)
+    else:
+        console.print(table("restored", ["name", "id"], [[n, i] for n, i in restored.items()]))
