@@ -79,13 +79,21 @@ def build(analysis: Analysis, base: str | None = None, progress: Progress | None
     missing. ``progress``, if given, receives each line of the build logs.
     """
     api = _api()
+    hint = ""
     if base is None:
         base = DEFAULT_BASE
         ensure_base(base, progress=progress)
+    elif _image_id(api, base) is None:
+        # The engine will pull it; if that fails, the build error says why and this what to do.
+        hint = (f"\n(the base image {base} is not in this Docker engine, so it must come from a registry; "
+                f"without one, leave out --base to build on {DEFAULT_BASE}, made locally)")
     lock = read_lock(analysis)
     built = {}
     for spec in analysis.images.values():
-        image_id = _build_one(api, analysis, spec, base, progress)
+        try:
+            image_id = _build_one(api, analysis, spec, base, progress)
+        except RecastError as err:
+            raise RecastError(f"{err}{hint}") from None
         lock["images"][spec.name] = {
             "tag": spec.tag,
             "id": image_id,

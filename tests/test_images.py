@@ -104,6 +104,13 @@ def test_base_argument_is_the_build_arg_base(tmp_path):
     assert built["on-top"].id
 
 
+def test_unreachable_registry_base_says_what_to_do(tmp_path):
+    analysis = analysis_with(tmp_path, {"pulled": "ARG BASE\nFROM ${BASE}\n"})
+    with pytest.raises(RecastError, match=r"(?s)image 'pulled' .* failed: .*the base image "
+                                          r"registry\.invalid/nothing:1 is not in this Docker engine.*leave out --base"):
+        images.build(analysis, base="registry.invalid/nothing:1")
+
+
 def test_missing_dockerfile_is_reported(tmp_path):
     analysis = analysis_with(tmp_path, {}, context=tmp_path, dockerfile_paths={"ghost": tmp_path / "Dockerfile.ghost"})
     with pytest.raises(RecastError, match=r"image 'ghost' .*: Dockerfile .*Dockerfile\.ghost does not exist"):
