@@ -31,8 +31,11 @@ def load_json(path: str | Path, what: str):
 def write_json(path: str | Path, document) -> None:
     """Write indented JSON in the order the document was built (cutflows are ordered)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2) + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(document, indent=2) + "\n")
+    except OSError as error:
+        raise InputError(f"{path}: cannot write: {error.strerror}") from None
 
 
 def run(prog: str, body: Callable[[], None]) -> int:

@@ -151,9 +151,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         summary = summarise(args.yields, args.cls, args.limits)
+        write_json(args.out_dir / "summary.json", summary)
         try:
-            args.out_dir.mkdir(parents=True, exist_ok=True)
-            write_json(args.out_dir / "summary.json", summary)
             write_csv(args.out_dir / "summary.csv", summary)
             plot_limits(args.out_dir / "limits.png", summary)
         except OSError as error:

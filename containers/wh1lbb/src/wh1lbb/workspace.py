@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 
 from . import analysis as ana
-from .cli import InputError, run, write_json
+from .cli import run, write_json
 
 SAMPLES = ("ttbar", "wjets", "singletop", "other")
 FREE_NORMALISATIONS = {"ttbar": "mu_ttbar", "wjets": "mu_W"}
@@ -130,13 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, metavar="OUT", help="output JSON file (catalog/wh1lbb/likelihood/BkgOnly.json)")
     args = parser.parse_args(argv)
 
-    def body() -> None:
-        try:
-            write_json(args.out, build())
-        except OSError as error:
-            raise InputError(f"{args.out}: cannot write the workspace: {error.strerror}") from None
-
-    return run("python -m wh1lbb.workspace", body)
+    return run("python -m wh1lbb.workspace", lambda: write_json(args.out, build()))
 
 
 if __name__ == "__main__":
