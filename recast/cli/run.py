@@ -9,7 +9,7 @@ import click
 
 from recast import catalog as catalog_mod
 from recast import request as request_mod
-from recast.cli.common import catalog_option, console, emit_json, err_console, json_option, table
+from recast.cli.common import is_band, catalog_option, console, emit_json, err_console, json_option, table
 from recast.environments import ENVIRONMENTS
 from recast.errors import RecastError
 from recast.executors import EXECUTORS
@@ -90,8 +90,9 @@ def _print_results(run_dir: Path) -> None:
     for name, value in doc["values"].items():
         rows = _rows(value)
         if rows:
-            columns = list(dict.fromkeys(c for r in rows for c in r))
-            console.print(table(name, columns, [[r.get(c) for c in columns] for r in rows]))
+            columns = sorted(dict.fromkeys(c for r in rows for c in r), key=lambda c: c != "name")
+            console.print(table(f"{name} (bands: median [-2σ, +2σ])" if any(is_band(v) for r in rows for v in r.values())
+                                else name, columns, [[r.get(c) for c in columns] for r in rows]))
         else:
             scalars.append([name, value])
     if scalars:
