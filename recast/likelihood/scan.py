@@ -62,8 +62,15 @@ def _run_point(point: SignalPoint, mu: float, limits: bool, grid: Sequence[float
     return record
 
 
-def default_workers() -> int:
-    return max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+# a spawned worker costs 5 to 8 s before its first point (imports, loading, compiling):
+# below this many points the calling process alone is faster
+MIN_POINTS_FOR_WORKERS = 24
+
+
+def default_workers(points: int) -> int:
+    """Processes for a scan of ``points`` points: one per core (at most 2), or 1 for short scans."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 1 if points < MIN_POINTS_FOR_WORKERS else max(1, min(2, cores))
 
 
 def scan(
@@ -98,7 +105,7 @@ def scan(
     objects = [p for p in given if isinstance(p, SignalPoint)]
     names = [p for p in given if not isinstance(p, SignalPoint)]
     selected = objects + (likelihood.select(names, where) if names or where or not objects else [])
-    workers = default_workers() if workers is None else max(1, int(workers))
+    workers = default_workers(len(selected)) if workers is None else max(1, int(workers))
     workers = min(workers, max(1, len(selected)))
     started = time.perf_counter()
     records = _run(likelihood, selected, settings, mu, limits, grid, workers, progress, warm_start)

@@ -1,0 +1,139 @@
+"""Scan benchmark of the likelihood engine, against the two baselines of issue 3, in one run.
+
+The first N patches (sorted by name; N=40 as in the issue) of the published
+sbottom likelihood (SUSY-2018-31, RegionA), CLs observed and expected at mu=1:
+
+1. ``recast likelihood scan`` as one process (jax backend, the machine's
+   cores) against a shell loop of ``pyhf cls BkgOnly.json --patch P``
+   processes (target: at least 10x faster);
+2. ``recast.likelihood.scan`` in process against a sequential in-process loop
+   of ``pyhf.infer.hypotest`` with the numpy backend (target: at least 3x);
+
+and every CLs (observed and the five expected) of both of ours within a
+relative 1e-4 of plain pyhf's. The archive is read from ../shared/hepdata and
+extracted into a temporary folder. Usage:
+
+    python benchmarks/bench_likelihood_scan.py [--points 40] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HEPDATA = ROOT.parent / "shared" / "hepdata"
+
+
+def extract_archive(name: str, into: Path) -> Path:
+    """Extract ../shared/hepdata/<name> into ``into`` (never into the repository)."""
+    with tarfile.open(HEPDATA / name) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def worst_relative(ours: dict[str, list[float]], reference: dict[str, list[float]]) -> tuple[float, str]:
+    worst, where = 0.0, ""
+    for name, values in reference.items():
+        for a, b in zip(ours[name], values):
+            relative = abs(a - b) / abs(b) if b else abs(a)
+            if relative > worst:
+                worst, where = relative, name
+    return worst, where
+
+
+def shell_loop(workspace: Path, patches: list[Path]) -> tuple[float, dict[str, list[float]]]:
+    pyhf = shutil.which("pyhf")
+    assert pyhf, "the pyhf command is not on PATH"
+    script = "\n".join(f'"{pyhf}" cls "{workspace}" --patch "{p}"' for p in patches)
+    started = time.perf_counter()
+    output = subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True).stdout
+    seconds = time.perf_counter() - started
+    decoder, values, position = json.JSONDecoder(), {}, 0
+    for patch in patches:
+        document, position = decoder.raw_decode(output, output.index("{", position))
+        values[patch.name[6:-5]] = [document["CLs_obs"], *document["CLs_exp"]]
+    return seconds, values
+
+
+def in_process_loop(workspace: Path, patches: list[Path]) -> tuple[float, dict[str, list[float]]]:
+    import pyhf
+
+    pyhf.set_backend("numpy")
+    started = time.perf_counter()
+    spec = json.loads(workspace.read_text())
+    ws = pyhf.Workspace(spec)
+    values = {}
+    for patch in patches:
+        model = ws.model(patches=[json.loads(patch.read_text())])
+        obs, exp = pyhf.infer.hypotest(1.0, ws.data(model), model, test_stat="qtilde", return_expected_set=True)
+        values[patch.name[6:-5]] = [float(obs), *[float(e) for e in exp]]
+    return time.perf_counter() - started, values
+
+
+def ours_process(workspace: Path, patches: list[Path], workers: int, out: Path) -> tuple[float, dict[str, list[float]]]:
+    argv = [sys.executable, "-c", "from recast.cli import main; main()", "likelihood", "scan", str(workspace),
+            "--backend", "jax", "--workers", str(workers), "--no-progress", "--output", str(out)]
+    for patch in patches:
+        argv += ["--patch", str(patch)]
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started, _values(json.loads(out.read_text()))
+
+
+def ours_in_process(workspace: Path, patches: list[Path], workers: int) -> tuple[float, dict[str, list[float]]]:
+    from recast.likelihood import load_workspace, scan
+
+    started = time.perf_counter()
+    result = scan(load_workspace(workspace, patches), backend="jax", workers=workers, progress=False)
+    return time.perf_counter() - started, _values(result)
+
+
+def _values(result: dict) -> dict[str, list[float]]:
+    failed = [p["error"] for p in result["points"] if "error" in p]
+    assert not failed, failed
+    return {p["point"]: [p["cls_obs"], *p["cls_exp"]] for p in result["points"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--points", type=int, default=40)
+    parser.add_argument("--workers", type=int, default=2, help="processes of our scan (default 2, the issue's two cores)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-scan-") as tmp:
+        tmp = Path(tmp)
+        region = extract_archive("SUSY-2018-31_likelihoods.tar.gz", tmp) / "RegionA"
+        workspace = region / "BkgOnly.json"
+        patches = sorted(region.glob("patch.*.json"))[: args.points]
+        print(f"sbottom RegionA, first {len(patches)} patches by name, CLs obs + expected at mu=1", flush=True)
+
+        ours_cli, ours_cli_values = ours_process(workspace, patches, args.workers, tmp / "scan.json")
+        print(f"  recast likelihood scan (one process, jax, {args.workers} workers): {ours_cli:8.1f} s", flush=True)
+        shell, shell_values = shell_loop(workspace, patches)
+        print(f"  shell loop of `pyhf cls` processes:                  {shell:8.1f} s", flush=True)
+        ours_api, ours_api_values = ours_in_process(workspace, patches, args.workers)
+        print(f"  recast.likelihood.scan in process (jax):           {ours_api:8.1f} s", flush=True)
+        loop, loop_values = in_process_loop(workspace, patches)
+        print(f"  in-process pyhf.infer.hypotest loop (numpy):       {loop:8.1f} s", flush=True)
+
+        print(f"ratio vs shell loop:      {shell / ours_cli:6.1f}x  (target >= 10x)")
+        print(f"ratio vs in-process loop: {loop / ours_api:6.1f}x  (target >= 3x)")
+        ok = shell / ours_cli >= 10 and loop / ours_api >= 3
+        for label, values in (("recast scan process", ours_cli_values), ("recast scan in process", ours_api_values)):
+            for reference_label, reference in (("pyhf cls", shell_values), ("pyhf loop", loop_values)):
+                worst, where = worst_relative(values, reference)
+                print(f"largest relative CLs difference, {label} vs {reference_label}: {worst:.2e} ({where}) (target <= 1e-4)")
+                ok &= worst <= 1e-4
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
