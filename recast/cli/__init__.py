@@ -13,8 +13,11 @@ import click
 
 from recast import __version__
 from recast.cli.catalog import catalog, validate
-from recast.cli.run import results, run
+from recast.cli.images import images
+from recast.cli.imports import import_group
+from recast.cli.likelihood import likelihood
 from recast.cli.refresh import diff, refresh
+from recast.cli.run import results, run
 from recast.cli.test import test
 from recast.errors import RecastError
 
@@ -25,30 +28,8 @@ def cli():
     """Preserve LHC analyses and reinterpret them on new signal models."""
 
 
-cli.add_command(catalog)
-cli.add_command(validate)
-cli.add_command(run)
-cli.add_command(results)
-cli.add_command(test)
-cli.add_command(refresh)
-cli.add_command(diff)
-
-
-def _register_optional():
-    # Groups owned by other modules; each is a plain click group.
-    from recast.cli.images import images
-    from recast.cli.imports import import_group
-    from recast.cli.likelihood import likelihood
-
-    for group in (images, likelihood, import_group):
-        cli.add_command(group)
-
-
-try:
-    _register_optional()
-except ImportError as exc:  # a module still being written must not break the rest
-    if "recast.cli" not in str(exc):
-        raise
+for command in (catalog, validate, images, run, results, test, refresh, diff, likelihood, import_group):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -21,7 +21,8 @@ class HostEnvironment:
     name = "host"
 
     def run(self, job: Job) -> Outcome:
-        env = {**os.environ, **job.env, "OMP_NUM_THREADS": str(max(1, int(job.cores)))}
+        # As in the docker environment: a template's own OMP_NUM_THREADS wins over the one from cores.
+        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, int(job.cores))), **job.env}
         if shutil.which(job.argv[0], path=env.get("PATH")) is None and os.sep not in job.argv[0]:
             raise ExecutionError(
                 f"step {job.step}: command {job.argv[0]!r} is not installed on this host "
