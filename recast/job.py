@@ -81,7 +81,14 @@ def run(plan_path: str, job_id: str) -> int:
         time_limit_s=job.time_limit_s, network=job.network, log_path=Path(job.log),
     )
     try:
-        outcome = get_environment(plan.environment).run(env_job)
+        outcome = None
+        if plan.environment == "docker":
+            from recast.environments import service
+
+            outcome = service.request(plan.run_dir, env_job)  # None: no service, run it here
+            record["container_service"] = outcome is not None
+        if outcome is None:
+            outcome = get_environment(plan.environment).run(env_job)
         record.update(exit_code=outcome.exit_code, timed_out=outcome.timed_out, details=outcome.details)
         if outcome.timed_out:
             raise RecastError(f"step {job.id} exceeded its time limit of {job.time_limit_s:g} s and was stopped")
