@@ -69,20 +69,28 @@ class _Checker:
 
     # -- templates --------------------------------------------------------------
 
-    def template(self, name: str, relative: str, images: dict) -> Template | None:
-        path = self.root / relative
-        if not path.is_file():
-            self.problem(f"templates.{name}", f"template file {relative!r} not found in {self.root}")
+    def part(self, where: str, relative: str, kind: str) -> tuple[Path, dict] | None:
+        """A document the spec refers to (a template, the checks): inside the entry, readable, schema-valid."""
+        path = inside(self.root, relative)
+        if path is None or not path.is_file():
+            self.problem(where, f"{kind} file {relative!r} not found inside {self.root}")
             return None
         try:
             doc = spec.load_document(path)
         except SpecError as exc:
             self.found.extend(exc.problems)
             return None
-        schema_problems = spec.problems(doc, "template", path)
+        schema_problems = spec.problems(doc, kind, path)
         if schema_problems:
             self.found.extend(schema_problems)
             return None
+        return path, doc
+
+    def template(self, name: str, relative: str, images: dict) -> Template | None:
+        loaded = self.part(f"templates.{name}", relative, "template")
+        if loaded is None:
+            return None
+        path, doc = loaded
         if doc["name"] != name:
             self.problem("name", f"expected {name!r} (the name the analysis spec gives it), found {doc['name']!r}", path)
         parameters = {k: parameter(k, v) for k, v in doc["parameters"].items()}
@@ -259,19 +267,10 @@ class _Checker:
     def checks(self, doc: dict, templates: dict[str, Template], examples: dict[str, Example]) -> dict | None:
         if "checks" not in doc:
             return None
-        path = inside(self.root, doc["checks"])
-        if path is None or not path.is_file():
-            self.problem("checks", f"checks file {doc['checks']!r} not found inside {self.root}")
+        loaded = self.part("checks", doc["checks"], "checks")
+        if loaded is None:
             return None
-        try:
-            checks = spec.load_document(path)
-        except SpecError as exc:
-            self.found.extend(exc.problems)
-            return None
-        schema_problems = spec.problems(checks, "checks", path)
-        if schema_problems:
-            self.found.extend(schema_problems)
-            return None
+        path, checks = loaded
         for name in checks.get("runs", {}):
             if name not in examples:
                 self.problem(f"runs.{name}", f"no example request named {name!r} in the analysis spec", path)
