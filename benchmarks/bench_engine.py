@@ -6,13 +6,12 @@
 2. Docker: the same scatter through `recast run --environment docker` against
    N bare `docker run --rm` of the same image doing the same thing
    (target: at most 0.3 s more per job).
-3. No-op re-run of the example request (target: at most 3 s), when the
-   example has a finished run folder (pass --example-run DIR).
+(The no-op re-run of the example is measured by bench_example.py.)
 
 Everything runs with one job at a time (--cores 1) so the per-job cost is
 not hidden by parallelism. Usage:
 
-    python benchmarks/bench_engine.py [--jobs 50] [--skip-docker] [--example-run runs/wh1lbb/default]
+    python benchmarks/bench_engine.py [--jobs 50] [--skip-docker]
 """
 
 from __future__ import annotations
@@ -73,7 +72,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=50)
     parser.add_argument("--skip-docker", action="store_true")
-    parser.add_argument("--example-run", type=Path, help="a finished run folder of `recast run wh1lbb --example default`")
     args = parser.parse_args()
     n = args.jobs
 
@@ -96,13 +94,6 @@ def main() -> None:
             ours = recast_run(tmp / "docker", request, "docker")
             report("docker", ours, baseline, n, 0.3)
             shutil.rmtree(tmp / "bare", ignore_errors=True)
-
-    if args.example_run:
-        request = args.example_run / "request.json"
-        noop = timed(["recast", "run", "wh1lbb", "--example", "default", "--environment",
-                      yaml.safe_load((args.example_run / "provenance.json").read_text())["environment"],
-                      "--workdir", str(args.example_run)])
-        print(f"no-op re-run of the example: {noop:.2f} s (target <= 3 s: {'met' if noop <= 3 else 'NOT met'})")
 
 
 if __name__ == "__main__":
