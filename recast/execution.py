@@ -89,7 +89,7 @@ def execute(plan: plan_mod.Plan, executor: str = "local", cores: int = 1, progre
     started = _now()
     handler = progress or RunProgress(title=plan.run_id)
     try:
-        with _container_service(plan, chosen.name, cores), \
+        with handler, _container_service(plan, chosen.name, cores), \
                 SnakemakeApi(OutputSettings(quiet=set(), enable_file_logging=False)) as api:
             snake_logger = api.logger_manager.logger
             for h in list(snake_logger.handlers):
@@ -121,10 +121,8 @@ def execute(plan: plan_mod.Plan, executor: str = "local", cores: int = 1, progre
         job, record = failed[0]
         from recast.job import tail
 
-        raise ExecutionError(
-            f"step {job.id} (stage {job.stage}) failed: {record.get('error', 'exit status ' + str(record.get('exit_code')))}\n"
-            f"--- last lines of {job.log} ---\n{tail(job.log)}"
-        ) from None
+        why = record.get("error") or f"step {job.id} failed with exit status {record.get('exit_code')}"
+        raise ExecutionError(f"{why} (stage {job.stage})\n--- last lines of {job.log} ---\n{tail(job.log)}") from None
     return [job.id for job, record in records(plan) if record.get("started", "") >= started]
 
 

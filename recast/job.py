@@ -103,7 +103,8 @@ def run(plan_path: str, job_id: str) -> int:
         record["error"] = str(exc)
         if record["exit_code"] in (None, 0):
             record["exit_code"] = 1
-        print(f"recast: {exc}\n--- last lines of {job.log} ---\n{tail(job.log)}", file=sys.stderr)
+        # One line: `recast run` shows the log's tail itself, and Snakemake names the log file.
+        print(f"recast: {exc} (log: {job.log})", file=sys.stderr)
         return 1
     finally:
         record["ended"] = now()

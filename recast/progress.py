@@ -49,7 +49,7 @@ class RunProgress(logging.Handler):
                 self.failed.append(name)
                 self.running = {k: v for k, v in self.running.items() if v != name}
         if self._live is not None:
-            self._live.update(self.render())
+            self._live.refresh()
 
     def _jobs_total(self):
         # Snakemake counts the final 'all' target as a step; people count jobs.
@@ -73,12 +73,13 @@ class RunProgress(logging.Handler):
 
     def __enter__(self) -> RunProgress:
         if self.console.is_terminal:
-            self._live = Live(self.render(), console=self.console, refresh_per_second=4, transient=False)
+            self._live = Live(console=self.console, refresh_per_second=4, transient=False,
+                              get_renderable=self.render)  # re-rendered each tick: the clock runs
             self._live.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
         if self._live is not None:
-            self._live.update(self.render())
+            self._live.refresh()
             self._live.__exit__(*exc)
             self._live = None
