@@ -73,7 +73,8 @@ class CompiledFunctions:
             self.compilations += 1
         else:
             self.reuses += 1
-        consts = list(closed.consts)
+        # on the device once: passed as host arrays they would be copied at every call
+        consts = [jax.device_put(c) for c in closed.consts]
         return lambda *args: jitted(consts, *args)
 
 
