@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_likelihood_scan import extract_archive  # noqa: E402
+from bench_likelihood_scan import ROOT, extract_archive  # noqa: E402  (also puts this checkout first on sys.path)
 
 POINT = "C1N2_Wh_hbb_900_250"
 
@@ -37,7 +37,7 @@ def ours(folder: Path, out: Path, *extra: str) -> tuple[float, dict]:
     argv = [sys.executable, "-c", "from recast.cli import main; main()", "likelihood", "limit", str(folder / "BkgOnly.json"),
             "--patchset", str(folder / "patchset.json"), "--point", POINT, "--backend", "jax", "--output", str(out), *extra]
     started = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
     return time.perf_counter() - started, json.loads(out.read_text())
 
 

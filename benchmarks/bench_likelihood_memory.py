@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_likelihood_scan import extract_archive  # noqa: E402
+from bench_likelihood_scan import ROOT, extract_archive  # noqa: E402  (also puts this checkout first on sys.path)
 
 LIMIT = 4 * 1024**3
 BASELINE = """
@@ -65,7 +65,7 @@ def _status_kb(pid: int, field: str) -> int:
 def run_measured(argv: list[str]) -> tuple[float, int, int, int]:
     """(seconds, peak summed RSS of the tree, largest single-process peak, processes seen), in bytes."""
     started = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     peak_sum = peak_single = 0
     seen: set[int] = set()
     while process.poll() is None:

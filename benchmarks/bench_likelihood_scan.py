@@ -34,6 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HEPDATA = ROOT.parent / "shared" / "hepdata"
+# this checkout's recast, whatever else is installed (the commands below run from it too)
+sys.path.insert(0, str(ROOT))
 
 
 def extract_archive(name: str, into: Path) -> Path:
@@ -99,7 +101,7 @@ def ours_process(workspace: Path, patches: list[Path], workers: int, out: Path) 
     for patch in patches:
         argv += ["--patch", str(patch)]
     started = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
     seconds, result = time.perf_counter() - started, json.loads(out.read_text())
     print(f"  recast likelihood scan (one command, jax, {result['workers']} process(es)): {seconds:8.1f} s", flush=True)
     return seconds, _values(result)

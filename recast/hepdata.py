@@ -191,16 +191,16 @@ class Region:
 
 
 def _is_workspace(path: Path) -> bool:
+    """A background-only workspace: named so (BkgOnly.json), or a JSON object with a workspace's keys."""
     if "bkgonly" in path.name.lower():
         return True
     if path.stat().st_size > 200 * 1024**2:
         return False
     try:
-        with open(path) as handle:
-            head = handle.read(4096)
-    except (OSError, UnicodeDecodeError):
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
-    return '"channels"' in head and '"measurements"' in head or '"observations"' in head
+    return isinstance(document, dict) and {"channels", "measurements", "observations"} <= set(document)
 
 
 def _labels_from_readme(root: Path, name: str, count: int) -> list[str]:
@@ -321,10 +321,9 @@ def import_hepdata(
         target = catalog / entry_id
         if target.exists() and not force:
             raise LikelihoodError(f"{target}: the entry exists already; use --force to replace it or --id to choose another id")
-        staging = Path(tempfile.mkdtemp(prefix=f".{entry_id}-", dir=catalog)) if catalog.is_dir() else None
-        if staging is None:
-            catalog.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{entry_id}-", dir=catalog))
+        # written beside the entry's final place, then renamed: a failed import leaves nothing behind
+        catalog.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{entry_id}-", dir=catalog))
         try:
             copied = _copy_files(extracted, staging, regions)
             inspire = inspire_id or next((i for r in regions if (i := _inspire_from(r.references))), None)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from likelihood_helpers import REFERENCE_CLS, assert_close, onelbb_dir, patch_path, sbottom_dir  # noqa: F401
+from likelihood_helpers import REFERENCE_CLS, ROOT, assert_close, onelbb_dir, patch_path, sbottom_dir  # noqa: F401
 
 
 # what the example analysis's image lacks: importing any of these fails in the child
@@ -16,7 +16,8 @@ NO_JAX = "import sys\nfor name in ('jax', 'snakemake', 'docker'): sys.modules[na
 
 def recast(*args, check=True, preamble=""):
     code = preamble + "from recast.cli import main\nmain()\n"
-    result = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True)
+    # from the checkout's folder, so that `python -c` imports this checkout's recast
+    result = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, cwd=ROOT)
     if check:
         assert result.returncode == 0, result.stderr
     return result
@@ -91,7 +92,7 @@ def test_cli_import_is_light():
         "import sys, recast.cli, recast.cli.likelihood, recast.cli.imports; "
         "print(','.join(m for m in ('pyhf', 'jax', 'matplotlib', 'scipy') if m in sys.modules))"
     )
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == ""
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip() == ""
 
 
 def test_inference_step_commands_run_without_jax(sbottom_dir, tmp_path):

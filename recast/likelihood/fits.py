@@ -88,14 +88,21 @@ class _jax_tensorlib:
 
     _backend = None
 
-    def __enter__(self):
+    @classmethod
+    def enable_float64(cls):
+        """pyhf's jax backend, created once; creating it switches jax to float64."""
         import pyhf
+
+        if cls._backend is None:
+            backend = pyhf.tensor.jax_backend(precision="64b")
+            backend._setup()
+            cls._backend = backend
+        return cls._backend
+
+    def __enter__(self):
         from pyhf.tensor import manager
 
-        if _jax_tensorlib._backend is None:
-            backend = pyhf.tensor.jax_backend(precision="64b")
-            backend._setup()  # enables float64 in jax
-            _jax_tensorlib._backend = backend
+        _jax_tensorlib.enable_float64()
         self._saved = manager.get_backend()
         manager.this.state["current"] = (_jax_tensorlib._backend, self._saved[1])
         return self
@@ -150,6 +157,7 @@ class Fitter:
         if self.backend == "jax":
             import jax.numpy as jnp
 
+            _jax_tensorlib.enable_float64()  # before any jax array exists: example arguments must be float64
             functions = self.functions or process_functions()
             model = self.model
             pars0 = jnp.asarray(self.init)
@@ -170,11 +178,6 @@ class Fitter:
         reference = float(self.model.logpdf(pars, data)[0])
         if not np.isclose(compiled, reference, rtol=1e-9, atol=1e-9):
             raise RuntimeError(f"{self.where}: compiled log-likelihood {compiled} differs from pyhf's {reference}")
-
-    def twice_nll(self, pars: np.ndarray, data: np.ndarray) -> float:
-        if self.backend == "jax":
-            return float(-2.0 * self._logpdf_and_grad(pars, data)[0])
-        return float(-2.0 * self.model.logpdf(pars, data)[0])
 
     def fit(self, data: np.ndarray, poi_value: float | None = None, start: np.ndarray | None = None) -> FitResult:
         """Minimise -2 log L over the free parameters; ``poi_value`` fixes the POI (a conditional fit)."""

@@ -75,9 +75,10 @@ def exclusion_plot(
             Line2D([], [], color="k", ls="--", lw=1.5, label="Expected limit"),
             Patch(color="#ffdd44", label=r"Expected $\pm 1\sigma$"),
         ],
-        loc="upper left",
-        frameon=False,
+        loc="best",
+        framealpha=0.85,
     )
+    axes.margins(0.03)
     unit = f" [{units}]" if units else ""
     axes.set_xlabel(f"{x}{unit}")
     axes.set_ylabel(f"{y}{unit}")
