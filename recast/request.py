@@ -85,7 +85,7 @@ def check(analysis: Analysis, document: Any, source: Path | None, base: Path) ->
     given = document["parameters"]
     validator = Draft202012Validator(parameters_schema(analysis.request_parameters))
     for error in sorted(validator.iter_errors(given), key=lambda e: list(map(str, e.absolute_path))):
-        problems.append((where, spec.field_path(["parameters", *error.absolute_path]), spec._explain(error)[1]))
+        problems.append((where, spec.field_path(["parameters", *error.absolute_path]), spec.explain(error)[1]))
     if problems:
         raise RequestError(problems)
 

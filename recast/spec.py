@@ -55,7 +55,7 @@ def field_path(parts) -> str:
     return out
 
 
-def _explain(error: ValidationError) -> tuple[str, str]:
+def explain(error: ValidationError) -> tuple[str, str]:
     """(field path, one line for people: what was found, what was expected)."""
     if error.validator in ("oneOf", "anyOf") and error.context:
         if all(e.validator == "required" for e in error.context):
@@ -64,7 +64,7 @@ def _explain(error: ValidationError) -> tuple[str, str]:
                 sorted(set(missing))
             )
         # Report the alternative that came closest rather than 'is not valid under any'.
-        return _explain(max(error.context, key=lambda e: len(e.absolute_path)))
+        return explain(max(error.context, key=lambda e: len(e.absolute_path)))
     where = field_path(error.absolute_path)
     if error.validator == "additionalProperties":
         return where, f"{error.message} (remove it, or check its spelling)"
@@ -83,7 +83,7 @@ def _explain(error: ValidationError) -> tuple[str, str]:
 
 def problems(document: Any, kind: str, source: str | Path) -> list[tuple[str, str, str]]:
     errors = sorted(validator(kind).iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
-    return [(str(source), *_explain(e)) for e in errors]
+    return [(str(source), *explain(e)) for e in errors]
 
 
 def validate_document(document: Any, kind: str, source: str | Path = "<document>") -> None:
