@@ -127,7 +127,7 @@ def test_step(analysis: Analysis, step: str, workdir: Path, environment: str) ->
         log.unlink(missing_ok=True)
         job = Job(run_id=f"{analysis.id}-test", step=step, argv=plan.command_line(template, values), outdir=outdir,
                   read_only=[Path(p) for p in inputs],
-                  image=ImageRef(template.image, image.get("tag"), image.get("id")), env=template.env,
+                  image=ImageRef(template.image, image.get("tag"), image.get("id"), analysis.id), env=template.env,
                   cores=template.resources.cores, memory_bytes=template.resources.memory_bytes,
                   time_limit_s=template.resources.time_limit_s, network=template.network, log_path=log)
         outcome = get_environment(environment).run(job)

@@ -39,7 +39,7 @@ def test_image_removed_from_engine_is_restored_from_its_archive(toy, tmp_path):
 
     client = docker.from_env()
     client.images.remove(built.id, force=True)
-    with pytest.raises(RecastError, match="not in this Docker engine"):
+    with pytest.raises(RecastError, match=r"not in this Docker engine: run `recast images build toy`"):
         run(analysis, tmp_path / "gone")
 
     result = CliRunner().invoke(cli, ["images", "load", "toy", "--catalog", str(toy.parent)])

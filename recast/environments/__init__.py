@@ -22,6 +22,7 @@ class ImageRef:
     name: str
     tag: str
     id: str | None  # sha256:... recorded by `recast images build`; None if not built
+    analysis: str = "ANALYSIS"  # the catalog entry it belongs to, for messages that say what to run
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ class DockerEnvironment:
             what = f"image {image.name!r} ({image.tag})" if image else "no image"
             raise ExecutionError(
                 f"step {job.step}: {what} has no recorded image ID, it was not built: "
-                "run `recast images build ANALYSIS`"
+                f"run `recast images build {image.analysis if image else 'ANALYSIS'}`"
             )
         _check_paths(job)
         api = self._api()
@@ -121,7 +121,7 @@ class DockerEnvironment:
             except docker.errors.ImageNotFound:
                 raise ExecutionError(
                     f"step {job.step}: image {image.name!r} ({image.tag}, {image.id}) is not in this "
-                    "Docker engine: run `recast images build ANALYSIS`"
+                    f"Docker engine: run `recast images build {image.analysis}`"
                 ) from None
             details["container"] = container
             return self._start_and_wait(api, container, job, details)
