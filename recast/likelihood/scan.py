@@ -62,9 +62,10 @@ def _run_point(point: SignalPoint, mu: float, limits: bool, grid: Sequence[float
     return record
 
 
-# A spawned worker costs 5 to 8 s before its first point (imports, loading, compiling), the
-# time for 30 to 40 sbottom points in the calling process: measured on 40 sbottom points,
-# one process took 13.0 s and two 16.6 s on a busy 2-core machine.
+# A spawned worker costs 3 to 8 s before its first point (imports, loading, compiling), the
+# time of 30 to 80 sbottom points (0.1 s each) or 5 to 10 1Lbb points (0.7 s each) in the
+# calling process. Measured on 40 sbottom points: one process 13.0 s, two 16.6 s on a busy
+# 2-core machine; on all 125 1Lbb points two processes pay.
 MIN_POINTS_FOR_WORKERS = 48
 
 
