@@ -58,9 +58,10 @@ def exclusion_plot(
     triangulation = mtri.Triangulation(xs, ys)
 
     figure, axes = plt.subplots(figsize=(6.4, 5.2), constrained_layout=True)
-    # the ±1σ band: excluded by the -1σ expectation but not by the +1σ one
-    band = np.where((exp[:, 1] < 0) & (exp[:, 3] > 0), -1.0, 1.0) * np.minimum(np.abs(exp[:, 1]), np.abs(exp[:, 3]))
-    axes.tricontourf(triangulation, band, levels=[-1e9, 0], colors=["#ffdd44"], alpha=0.9)
+    # the ±1σ band: what the -1σ expectation excludes, less what the +1σ one excludes
+    # (painted over in the background colour; contours and points are drawn after)
+    axes.tricontourf(triangulation, exp[:, 1], levels=[-1e9, 0], colors=["#ffdd44"])
+    axes.tricontourf(triangulation, exp[:, 3], levels=[-1e9, 0], colors=[axes.get_facecolor()])
     axes.tricontour(triangulation, exp[:, 2], levels=[0], colors="k", linestyles="--", linewidths=1.5)
     axes.tricontour(triangulation, obs, levels=[0], colors="#c00000", linewidths=2.2)
     excluded = obs < 0
