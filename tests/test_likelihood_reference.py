@@ -23,10 +23,10 @@ from likelihood_helpers import (  # noqa: F401  (fixtures)
 from recast.likelihood import cls, load_workspace
 
 SETTINGS = {"test_stat": "qtilde", "normsys": "code4", "histosys": "code4p"}
-# pyhf's own regression test of this row (tests/test_regression.py) compares CLs_exp with
-# rtol=2e-5: plain pyhf 0.7.6 gives its -2σ value 1.07e-5 from the published number, and a
-# fit converged to 1e-12 gives 1.3e-5 on the other side. Every other number: 1e-5.
-RTOL_EXP = {"sbottom_1300_205_60": 2e-5}
+# This row's expected band at rtol=1.5e-5, the largest tolerance pyhf's own regression tests
+# use for these numbers: plain pyhf 0.7.6 gives its -2σ value 1.07e-5 from the published
+# number, and a fit converged to 1e-12 gives 1.3e-5 on the other side. Every other number: 1e-5.
+RTOL_EXP = {"sbottom_1300_205_60": 1.5e-5}
 
 
 @pytest.mark.parametrize("method,backend", [("pyhf", "numpy"), ("fast", "jax"), ("fast", "numpy")])
