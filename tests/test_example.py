@@ -39,3 +39,11 @@ def test_example_steps_on_their_fixtures(tmp_path):
         result = CliRunner().invoke(cli, ["test", "wh1lbb", "--step", step, "--environment", "host",
                                           "--workdir", str(tmp_path)])
         assert result.exit_code == 0, result.output
+
+
+def test_results_table_shows_bands_only_for_expected_bands(tmp_path):
+    from recast.cli.common import is_band
+
+    assert is_band("cls_exp", [0.01, 0.05, 0.16, 0.41, 0.74])
+    assert not is_band("cls_obs", [0.017, 0.003, 0.006, 0.033, 0.19]), "five points are not a band"
+    assert not is_band("mu_up_exp", [1.0, 2.0])

@@ -36,9 +36,6 @@ def table(title: str | None, columns: list[str], rows: list[list]) -> Table:
 def fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
-    if is_band(value):
-        # An expected band (-2σ, -1σ, median, +1σ, +2σ): the median, then the ±2σ range.
-        return f"{value[2]:.4g} [{value[0]:.3g}, {value[4]:.3g}]"
     if isinstance(value, (list, tuple)):
         return ", ".join(fmt(v) for v in value)
     if value is None:
@@ -46,6 +43,12 @@ def fmt(value) -> str:
     return str(value)
 
 
-def is_band(value) -> bool:
-    return (isinstance(value, (list, tuple)) and len(value) == 5
+def is_band(name: str, value) -> bool:
+    """An expected band as the likelihood engine names it: ``*_exp``, five numbers (-2σ..+2σ)."""
+    return (name.endswith("_exp") and isinstance(value, (list, tuple)) and len(value) == 5
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+
+
+def band(value) -> str:
+    """The median, then the ±2σ range."""
+    return f"{value[2]:.4g} [{value[0]:.3g}, {value[4]:.3g}]"

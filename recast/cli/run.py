@@ -9,7 +9,7 @@ import click
 
 from recast import catalog as catalog_mod
 from recast import request as request_mod
-from recast.cli.common import is_band, catalog_option, console, emit_json, err_console, json_option, table
+from recast.cli.common import band, catalog_option, is_band, console, emit_json, err_console, json_option, table
 from recast.environments import ENVIRONMENTS
 from recast.errors import RecastError
 from recast.executors import EXECUTORS
@@ -91,8 +91,9 @@ def _print_results(run_dir: Path) -> None:
         rows = _rows(value)
         if rows:
             columns = sorted(dict.fromkeys(c for r in rows for c in r), key=lambda c: c != "name")
-            console.print(table(f"{name} (bands: median [-2σ, +2σ])" if any(is_band(v) for r in rows for v in r.values())
-                                else name, columns, [[r.get(c) for c in columns] for r in rows]))
+            cells = [[band(r[c]) if is_band(c, r.get(c)) else r.get(c) for c in columns] for r in rows]
+            has_bands = any(is_band(c, r.get(c)) for r in rows for c in columns)
+            console.print(table(f"{name} (expected bands: median [-2σ, +2σ])" if has_bands else name, columns, cells))
         else:
             scalars.append([name, value])
     if scalars:
