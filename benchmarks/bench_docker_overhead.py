@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--image", default=images.DEFAULT_BASE, help="image tag (default %(default)s)")
     args = parser.parse_args()
 
-    image_id = images.ensure_base() if args.image == images.DEFAULT_BASE else images._image_id(images._api(), args.image)
+    image_id = images.ensure_base() if args.image == images.DEFAULT_BASE else images.find_image(images.engine_api(), args.image)
     if not image_id:
         raise SystemExit(f"image {args.image} is not in the Docker engine: build or pull it first")
     image = ImageRef(name="bench", tag=args.image, id=image_id)

@@ -96,7 +96,7 @@ def check_entry(path: Path) -> list:
                                     message="" if ref.id else f"not built: run `recast images build {analysis.id}`"))
             if not ref.id:
                 continue
-            in_engine = engine and images._image_id(images._api(), ref.id) == ref.id
+            in_engine = engine and images.find_image(images.engine_api(), ref.id) == ref.id
             where, ok, message = "engine" if in_engine else "", bool(in_engine), ""
             if name in archived:
                 if archived[name].get("id") != ref.id:

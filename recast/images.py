@@ -78,12 +78,12 @@ def build(analysis: Analysis, base: str | None = None, progress: Progress | None
     ``base`` None means the local base :data:`DEFAULT_BASE`, made first if
     missing. ``progress``, if given, receives each line of the build logs.
     """
-    api = _api()
+    api = engine_api()
     hint = ""
     if base is None:
         base = DEFAULT_BASE
         ensure_base(base, progress=progress)
-    elif _image_id(api, base) is None:
+    elif find_image(api, base) is None:
         # The engine will pull it; if that fails, the build error says why and this what to do.
         hint = (f"\n(the base image {base} is not in this Docker engine, so it must come from a registry; "
                 f"without one, leave out --base to build on {DEFAULT_BASE}, made locally)")
@@ -99,7 +99,7 @@ def build(analysis: Analysis, base: str | None = None, progress: Progress | None
             "id": image_id,
             "dockerfile_sha256": hashlib.sha256(spec.dockerfile.read_bytes()).hexdigest(),
             "base": base,
-            "base_id": _image_id(api, base),
+            "base_id": find_image(api, base),
             "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         write_lock(analysis, lock)  # after each image, so a later failure keeps what was built
@@ -109,8 +109,8 @@ def build(analysis: Analysis, base: str | None = None, progress: Progress | None
 
 def ensure_base(tag: str = DEFAULT_BASE, progress: Progress | None = None) -> str:
     """Make the local base image ``tag`` with ``containers/base/make-base.sh`` unless it exists; its ID."""
-    api = _api()
-    image_id = _image_id(api, tag)
+    api = engine_api()
+    image_id = find_image(api, tag)
     if image_id:
         return image_id
     script = resources.containers_dir() / "base" / "make-base.sh"
@@ -121,7 +121,7 @@ def ensure_base(tag: str = DEFAULT_BASE, progress: Progress | None = None) -> st
         tail.append(line.rstrip("\n"))
         if progress:
             progress("base", tail[-1])
-    if proc.wait() != 0 or not (image_id := _image_id(api, tag)):
+    if proc.wait() != 0 or not (image_id := find_image(api, tag)):
         raise RecastError(f"could not make the base image {tag} with {script} (exit {proc.returncode}); "
                           "to build on a registry image instead, pass --base python:3.11-slim\n"
                           + "\n".join(tail))
@@ -161,13 +161,13 @@ def _build_one(api, analysis: Analysis, spec: ImageSpec, base: str, progress: Pr
     except docker.errors.APIError as err:
         raise RecastError(f"{where}: the Docker engine refused the build of {spec.dockerfile}: "
                           f"{err.explanation or err}\n" + "\n".join(tail)) from None
-    image_id = image_id or _image_id(api, spec.tag)
+    image_id = image_id or find_image(api, spec.tag)
     if not image_id:
         raise RecastError(f"{where}: the build reported no image\n" + "\n".join(tail))
     return image_id
 
 
-def _image_id(api, reference: str) -> str | None:
+def find_image(api, reference: str) -> str | None:
     import docker
 
     try:
@@ -183,7 +183,7 @@ def write_lock(analysis: Analysis, lock: dict) -> None:
     os.replace(tmp, path)
 
 
-def _api():
+def engine_api():
     import docker
 
     try:

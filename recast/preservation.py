@@ -54,13 +54,13 @@ def _write_json(path: Path, document: dict) -> None:
 
 def save_images(analysis: Analysis, names: list[str] | None = None) -> dict:
     """Write each pinned image as ``preserved/images/NAME.tar``; record ID and sha256."""
-    api = images_mod._api()
+    api = images_mod.engine_api()
     manifest = read_manifest(analysis)
     for name in names or sorted(analysis.images):
         ref = images_mod.resolve(analysis, name)
         if not ref.id:
             raise RecastError(f"image {name!r} of {analysis.id} is not built: run `recast images build {analysis.id}`")
-        tagged = images_mod._image_id(api, ref.tag)
+        tagged = images_mod.find_image(api, ref.tag)
         # Saved by tag (when the tag still names the pinned image) so that loading restores the tag too.
         source = ref.tag if tagged == ref.id else ref.id
         target = store(analysis) / "images" / f"{name}.tar"
@@ -108,7 +108,7 @@ def load_images(analysis: Analysis, names: list[str] | None = None) -> dict[str,
     if not names:
         raise RecastError(f"{analysis.id} has no archived images in {store(analysis)}")
     archives = {name: verify_archive(analysis, name) for name in names}
-    api = images_mod._api()
+    api = images_mod.engine_api()
     lock = images_mod.read_lock(analysis)
     restored = {}
     for name, path in archives.items():
@@ -119,9 +119,9 @@ def load_images(analysis: Analysis, names: list[str] | None = None) -> dict[str,
                     pass
         except docker.errors.APIError as err:
             raise RecastError(f"the Docker engine could not load {path}: {err.explanation or err}") from None
-        if images_mod._image_id(api, entry["id"]) != entry["id"]:
+        if images_mod.find_image(api, entry["id"]) != entry["id"]:
             raise RecastError(f"loading {path} did not restore image {entry['id']} of {name!r}")
-        if images_mod._image_id(api, entry["tag"]) != entry["id"]:
+        if images_mod.find_image(api, entry["tag"]) != entry["id"]:
             api.tag(entry["id"], *entry["tag"].rsplit(":", 1))
         lock["images"][name] = {**lock["images"].get(name, {}), "tag": entry["tag"], "id": entry["id"],
                                 "restored_from": entry["archive"]}
@@ -134,7 +134,7 @@ def referenced_files(analysis: Analysis) -> list[Path]:
     """Every file of the entry that a run or a check reads: templates, $entry/ bindings,
     example requests with their files and references, checks and their fixtures."""
     from recast import spec
-    from recast.request import _file_values
+    from recast.request import file_values
 
     files = {t.path for t in analysis.templates.values()}
     for stage in analysis.stages:
@@ -155,7 +155,7 @@ def referenced_files(analysis: Analysis) -> list[Path]:
             continue
         for name, param in analysis.request_parameters.items():
             if name in parameters:
-                for _, _, relative in _file_values(param, parameters[name], name):
+                for _, _, relative in file_values(param, parameters[name], name):
                     files.add(example.request.parent / relative)
     if analysis.checks:
         files.add(Path(analysis.checks["path"]))

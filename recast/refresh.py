@@ -55,13 +55,14 @@ def stored_runs(root: str | Path) -> list[StoredRun]:
 
 def stale(run: StoredRun, analysis: Analysis) -> list[str]:
     """Why ``run`` no longer reflects ``analysis`` as the catalog has it now (empty: up to date)."""
-    from recast import execution, spec
+    from recast import execution
+    from recast.digest import digest
 
     reasons = []
     made = run.results["analysis"]
     if made["version"] != analysis.version:
         reasons.append(f"analysis version {made['version']} -> {analysis.version}")
-    elif made["spec_digest"] != spec.digest(analysis.document):
+    elif made["spec_digest"] != digest(analysis.document):
         reasons.append("analysis spec changed (same version)")
     if run.provenance.get("environment") == "docker":
         now = execution.image_lock(analysis)
@@ -74,9 +75,9 @@ def stale(run: StoredRun, analysis: Analysis) -> list[str]:
 
 
 def refreshed_dir(run: StoredRun, analysis: Analysis) -> Path:
-    from recast import spec
+    from recast.digest import digest
 
-    return run.run_dir.with_name(f"{run.run_dir.name}.v{analysis.version}-{spec.digest(analysis.document)[7:15]}")
+    return run.run_dir.with_name(f"{run.run_dir.name}.v{analysis.version}-{digest(analysis.document)[7:15]}")
 
 
 def rerun(run: StoredRun, analysis: Analysis, environment: str | None = None, cores: int = 1):

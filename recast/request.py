@@ -18,6 +18,7 @@ from typing import Any, Iterator
 from jsonschema import Draft202012Validator
 
 from recast import spec
+from recast.digest import digest, sha256_file
 from recast.errors import RequestError, SpecError
 from recast.model import Analysis, Parameter
 from recast.validate import inside
@@ -60,16 +61,16 @@ def parameters_schema(parameters: dict[str, Parameter]) -> dict:
     }
 
 
-def _file_values(param: Parameter, value: Any, where: str) -> Iterator[tuple[str, Parameter, str]]:
+def file_values(param: Parameter, value: Any, where: str) -> Iterator[tuple[str, Parameter, str]]:
     if param.type == "file":
         yield where, param, value
     elif param.type == "list" and param.items is not None:
         for i, item in enumerate(value):
-            yield from _file_values(param.items, item, f"{where}[{i}]")
+            yield from file_values(param.items, item, f"{where}[{i}]")
     elif param.type == "object":
         for k, p in param.properties.items():
             if k in value:
-                yield from _file_values(p, value[k], f"{where}.{k}")
+                yield from file_values(p, value[k], f"{where}.{k}")
 
 
 def check(analysis: Analysis, document: Any, source: Path | None, base: Path) -> Request:
@@ -94,7 +95,7 @@ def check(analysis: Analysis, document: Any, source: Path | None, base: Path) ->
     for name, param in analysis.request_parameters.items():
         if name not in values:
             continue
-        for field, fparam, relative in _file_values(param, values[name], f"parameters.{name}"):
+        for field, fparam, relative in file_values(param, values[name], f"parameters.{name}"):
             if "\0" in relative or Path(relative).is_absolute():
                 problems.append((where, field, f"{relative!r}: expected a path relative to the request's folder"))
                 continue
@@ -109,9 +110,9 @@ def check(analysis: Analysis, document: Any, source: Path | None, base: Path) ->
                 files[os.path.normpath(relative)] = target
     if problems:
         raise RequestError(problems)
-    digest = spec.digest({"analysis": analysis.id, "parameters": values,
-                          "files": {k: spec.sha256_file(p) for k, p in sorted(files.items())}})
-    return Request(analysis.id, source, values, files, digest)
+    request_digest = digest({"analysis": analysis.id, "parameters": values,
+                             "files": {k: sha256_file(p) for k, p in sorted(files.items())}})
+    return Request(analysis.id, source, values, files, request_digest)
 
 
 def load(analysis: Analysis, path: str | Path) -> Request:
@@ -129,7 +130,7 @@ def stage_inputs(request: Request, run_dir: Path) -> dict[str, Path]:
     staged = {}
     for relative, source in request.files.items():
         target = run_dir / "inputs" / relative
-        if not (target.is_file() and spec.sha256_file(target) == spec.sha256_file(source)):
+        if not (target.is_file() and sha256_file(target) == sha256_file(source)):
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
         staged[relative] = target

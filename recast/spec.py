@@ -19,7 +19,6 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 
 from recast import resources
-from recast.digest import canonical_json, digest, sha256_file  # noqa: F401  (re-exported)
 from recast.errors import SpecError
 
 SCHEMA_VERSION = "1.0.0"
