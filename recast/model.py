@@ -70,6 +70,14 @@ class Stage:
     scatter: str | None = None  # name of a list parameter of the request
     after: tuple[str, ...] = ()
 
+    @property
+    def upstream(self) -> set[str]:
+        """The stages this one waits for: its `after`, and every stage whose outputs it binds."""
+        from recast.references import parse_or_none
+
+        return set(self.after) | {ref.stage for value in self.bind.values()
+                                  if (ref := parse_or_none(value)) is not None and ref.kind == "steps"}
+
 
 @dataclass(frozen=True)
 class Example:

@@ -153,17 +153,9 @@ def build(analysis: Analysis, parameters: dict[str, Any], run_dir: Path, environ
 def _ordered(stages: tuple[Stage, ...]) -> list[Stage]:
     from graphlib import TopologicalSorter
 
-    deps = {s.name: set(s.after) | {r.stage for v in s.bind.values()
-                                     if (r := _reference(v)) is not None and r.kind == "steps"} for s in stages}
+    deps = {s.name: s.upstream for s in stages}
     by_name = {s.name: s for s in stages}
     return [by_name[name] for name in TopologicalSorter(deps).static_order()]
-
-
-def _reference(value):
-    try:
-        return references.parse(value)
-    except ValueError:
-        return None
 
 
 def _job(analysis, stage, template, branch, item, parameters, jobs_by_stage, run_dir, environment, images):

@@ -96,6 +96,14 @@ def parse(value) -> Reference | None:
     return Reference("item", match.group("item"))
 
 
+def parse_or_none(value) -> Reference | None:
+    """Like :func:`parse`, but a malformed reference is None (validation reports it)."""
+    try:
+        return parse(value)
+    except ValueError:
+        return None
+
+
 def literal(value):
     """The literal a binding stands for (``$$x`` -> ``$x``)."""
     if isinstance(value, str) and value.startswith("$$"):

@@ -177,7 +177,7 @@ class _Checker:
         graph: dict[str, set[str]] = {}
         for i, stage in enumerate(stages):
             where = f"workflow.stages[{i}]"
-            graph[stage.name] = set(stage.after)
+            graph[stage.name] = {dep for dep in stage.upstream if dep in by_name}
             for dep in stage.after:
                 if dep not in by_name:
                     self.problem(f"{where}.after", f"unknown stage {dep!r}")
@@ -199,9 +199,6 @@ class _Checker:
                     self.problem(f"{where}.bind", f"template parameter {pname!r} is not bound and has no default")
             for pname, value in stage.bind.items():
                 self.binding(f"{where}.bind.{pname}", stage, template.parameters.get(pname), value, by_name, templates, request)
-                ref = _ref(value)
-                if ref is not None and ref.kind == "steps" and ref.stage in by_name:
-                    graph[stage.name].add(ref.stage)
         try:
             tuple(TopologicalSorter(graph).static_order())
         except CycleError as exc:
@@ -335,13 +332,6 @@ class _Checker:
                     self.problem(where, f"stage {ref.stage!r} declares no output {section[:-1]} {ref.output!r}")
 
 
-def _ref(value):
-    try:
-        return references.parse(value)
-    except ValueError:
-        return None
-
-
 def spec_path(path: str | Path) -> Path:
     path = Path(path)
     return path / SPEC_FILE if path.is_dir() else path
@@ -370,7 +360,7 @@ def check(path: str | Path) -> tuple[Analysis | None, list[tuple[str, str, str]]
     stages = checker.stages(doc, templates, request) if "workflow" in doc else ()
     if stages:
         used = {s.scatter for s in stages} | {
-            ref.name for s in stages for v in s.bind.values() if (ref := _ref(v)) is not None and ref.kind == "request"
+            ref.name for s in stages for v in s.bind.values() if (ref := references.parse_or_none(v)) is not None and ref.kind == "request"
         }
         for unused in sorted(set(request) - used):
             checker.problem(f"request.parameters.{unused}", "declared but never used by the workflow")
