@@ -89,7 +89,7 @@ def execute(plan: plan_mod.Plan, executor: str = "local", cores: int = 1, progre
     started = _now()
     handler = progress or RunProgress(title=plan.run_id)
     try:
-        with handler, _container_service(plan, chosen.name, cores), \
+        with handler, _container_broker(plan, chosen.name, cores), \
                 SnakemakeApi(OutputSettings(quiet=set(), enable_file_logging=False)) as api:
             snake_logger = api.logger_manager.logger
             for h in list(snake_logger.handlers):
@@ -126,16 +126,16 @@ def execute(plan: plan_mod.Plan, executor: str = "local", cores: int = 1, progre
     return [job.id for job, record in records(plan) if record.get("started", "") >= started]
 
 
-def _container_service(plan: plan_mod.Plan, executor: str, cores: int):
+def _container_broker(plan: plan_mod.Plan, executor: str, cores: int):
     """Jobs on this machine let this process, which has the Docker SDK loaded, start their
-    containers (see recast.environments.service); elsewhere each job starts its own."""
+    containers (see recast.environments.broker); elsewhere each job starts its own."""
     import contextlib
 
     if plan.environment != "docker" or executor != "local":
         return contextlib.nullcontext()
-    from recast.environments import service
+    from recast.environments import broker
 
-    return service.serve(plan.run_dir, concurrency=cores)
+    return broker.serve(plan.run_dir, concurrency=cores)
 
 
 def _now() -> str:

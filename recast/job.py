@@ -83,10 +83,10 @@ def run(plan_path: str, job_id: str) -> int:
     try:
         outcome = None
         if plan.environment == "docker":
-            from recast.environments import service
+            from recast.environments import broker
 
-            outcome = service.request(plan.run_dir, env_job)  # None: no service, run it here
-            record["container_service"] = outcome is not None
+            outcome = broker.request(plan.run_dir, env_job)  # None: no broker, run it here
+            record["container_broker"] = outcome is not None
         if outcome is None:
             outcome = get_environment(plan.environment).run(env_job)
         record.update(exit_code=outcome.exit_code, timed_out=outcome.timed_out, details=outcome.details)

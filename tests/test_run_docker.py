@@ -79,21 +79,21 @@ def test_recast_run_starts_containers_for_its_jobs_plain_snakemake_does_not(buil
 
     outcome = run(built_toy, tmp_path / "run", "docker")
     records = [json.loads(p.read_text()) for p in (tmp_path / "run" / "logs").glob("*.json")]
-    assert len(records) == 4 and all(r["container_service"] for r in records)
+    assert len(records) == 4 and all(r["container_broker"] for r in records)
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--configfile",
          str(outcome.run_dir / ".recast" / "config.yaml"), "--cores", "1", "--forceall", "--quiet"],
         capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(p.read_text()) for p in (tmp_path / "run" / "logs").glob("*.json")]
-    assert len(records) == 4 and not any(r["container_service"] for r in records)
+    assert len(records) == 4 and not any(r["container_broker"] for r in records)
 
 
 def test_a_cancelled_job_process_takes_its_container_with_it(built_toy, tmp_path):
     import subprocess
     import sys
 
-    from recast.environments import ImageRef, Job, service
+    from recast.environments import ImageRef, Job, broker
 
     client = docker.from_env()
     image = images.resolve(built_toy, "toy")
@@ -103,10 +103,10 @@ def test_a_cancelled_job_process_takes_its_container_with_it(built_toy, tmp_path
               outdir=outdir, read_only=[], image=ImageRef(image.name, image.tag, image.id), time_limit_s=300,
               log_path=tmp_path / "sleeper.log")
     labels = {"label": ["recast.run=cancel-test"]}
-    with service.serve(tmp_path, concurrency=1):
-        code = ("import json, sys; from pathlib import Path; from recast.environments import service; "
-                "job = service.job_from_json(json.loads(sys.argv[2])); service.request(sys.argv[1], job)")
-        proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), json.dumps(service.job_to_json(job))])
+    with broker.serve(tmp_path, concurrency=1):
+        code = ("import json, sys; from pathlib import Path; from recast.environments import broker; "
+                "job = broker.job_from_json(json.loads(sys.argv[2])); broker.request(sys.argv[1], job)")
+        proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), json.dumps(broker.job_to_json(job))])
         deadline = time.monotonic() + 30
         while not client.containers.list(filters=labels):
             assert time.monotonic() < deadline and proc.poll() is None, "the job's container never started"
@@ -117,4 +117,4 @@ def test_a_cancelled_job_process_takes_its_container_with_it(built_toy, tmp_path
         while client.containers.list(all=True, filters=labels):
             assert time.monotonic() < deadline, "the abandoned job's container is still there"
             time.sleep(0.2)
-    assert not service.socket_path(tmp_path).exists()
+    assert not broker.socket_path(tmp_path).exists()

@@ -1,16 +1,16 @@
-"""The run's container service: `recast run` starts containers on behalf of its jobs.
+"""The run's container broker: `recast run` starts containers on behalf of its jobs.
 
 Every Snakemake job is a fresh ``python -m recast.job`` process, and importing
 the Docker SDK costs more than a tenth of a second in each of them. While
 ``recast run`` executes a plan on the local executor, it already has the SDK
 loaded, so it listens on a unix socket and runs each job's container for it
 (:class:`~recast.environments.docker.DockerEnvironment`, unchanged). A job
-process asks the service when one answers, and runs the container itself
+process asks the broker when one answers, and runs the container itself
 otherwise (plain ``snakemake``, remote executors): the result is the same.
 
 One request per connection: the job as JSON, one line; the reply is the
 outcome as JSON, one line. A job process holds its connection open while it
-waits; if it goes away (cancelled, killed), the service kills that job's
+waits; if it goes away (cancelled, killed), the broker kills that job's
 container, which is then removed as usual.
 """
 
@@ -129,7 +129,7 @@ def serve(run_dir: str | Path, concurrency: int):
 
 
 def request(run_dir: str | Path, job: Job) -> Outcome | None:
-    """Run ``job`` through the run's service; None when no service of ours answers."""
+    """Run ``job`` through the run's broker; None when no broker of ours answers."""
     path = socket_path(run_dir)
     try:
         if path.lstat().st_uid != os.getuid():
@@ -143,7 +143,7 @@ def request(run_dir: str | Path, job: Job) -> Outcome | None:
         stream.flush()
         line = stream.readline()
     if not line:
-        raise RecastError(f"step {job.step}: the run's container service closed the connection")
+        raise RecastError(f"step {job.step}: the run's container broker closed the connection")
     reply = json.loads(line)
     if "error" in reply:
         raise RecastError(reply["error"])
