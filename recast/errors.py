@@ -25,3 +25,16 @@ class RequestError(SpecError):
 
 class ExecutionError(RecastError):
     """A job of a run failed; the message names the step and ends with its log."""
+
+
+class Interrupted(RecastError):
+    """A run was stopped by SIGINT or SIGTERM; its finished jobs are kept for the next run."""
+
+    def __init__(self, signum: int, kept: int):
+        import signal
+
+        self.signum = signum
+        self.exit_code = 128 + signum
+        name = signal.Signals(signum).name
+        super().__init__(f"interrupted ({name}): {kept} finished job{'s' if kept != 1 else ''} kept; "
+                         "run the same command to resume")

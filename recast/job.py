@@ -2,10 +2,12 @@
 
 This is the command every Snakemake rule of a plan runs, on whichever
 executor. It hands the job to its environment (docker or host), then checks
-that the declared outputs exist, reads the declared values out of them into
+that the declared outputs are regular files in the job's folder (a job may
+leave links: none is followed), reads the declared values out of them into
 ``values.json``, and writes the job's record (``logs/JOB.json``: times, exit
-status, image) that progress display and provenance read. Imports stay light:
-this runs once per job.
+status, image, and the sha256 of every output, so that outputs changed after
+the job ran are noticed and re-made). Imports stay light: this runs once per
+job.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from recast import files
 from recast.environments import ImageRef, Job, get_environment
 from recast.errors import RecastError
+from recast.limits import human_size
 from recast.plan import PlannedJob, load
 
 LOG_TAIL_LINES = 25
@@ -26,11 +30,17 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def tail(path: str | Path, lines: int = LOG_TAIL_LINES) -> str:
+def tail(path: str | Path, lines: int = LOG_TAIL_LINES, max_bytes: int = 64 * 1024) -> str:
+    """The last lines of a log (only its end is read: a log may be large)."""
     try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+        with open(path, "rb") as log:
+            log.seek(0, 2)
+            size = log.tell()
+            log.seek(max(0, size - max_bytes))
+            text = log.read().decode(errors="replace")
     except FileNotFoundError:
         return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def pointer_get(document, pointer: str):
@@ -42,25 +52,52 @@ def pointer_get(document, pointer: str):
     return value
 
 
-def read_values(job_id: str, output_values: dict[str, list[str]]) -> dict:
-    """Named values of a finished job: name -> (file, JSON pointer) read into name -> value."""
+MAX_VALUES_FILE_BYTES = 256 * 2**20  # a declared output read for its values is JSON of at most this size
+
+
+def read_values(job_id: str, outdir: str | Path, output_values: dict[str, list[str]]) -> dict:
+    """Named values of a finished job: name -> (file, JSON pointer) read into name -> value.
+
+    The files are read without following links (a job may leave a link to any host file).
+    """
     values, cache = {}, {}
     for name, (path, pointer) in output_values.items():
         try:
             if path not in cache:
-                cache[path] = json.loads(Path(path).read_text())
+                cache[path] = json.loads(files.read_bytes(outdir, path, MAX_VALUES_FILE_BYTES))
             values[name] = pointer_get(cache[path], pointer)
-        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-            raise RecastError(f"step {job_id}: cannot read value {name!r} at {pointer} of {path}: {exc}") from None
+        except (OSError, ValueError, KeyError, IndexError, TypeError, RecursionError, RecastError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise RecastError(f"step {job_id}: cannot read value {name!r} at {pointer} of {path}: {why}") from None
     return values
+
+
+def output_digests(job: PlannedJob) -> dict[str, str]:
+    """sha256 of every file the job leaves for others (declared outputs and values.json), by name in its folder."""
+    return {str(Path(path).relative_to(job.outdir)): files.sha256(job.outdir, path) for path in job.outputs}
+
+
+def check_outputs(job: PlannedJob) -> None:
+    """Every declared output is a regular file in the job's folder, reached through no link."""
+    missing, unsafe = [], []
+    for name, path in job.output_files.items():
+        try:
+            files.check_regular(job.outdir, path)
+        except FileNotFoundError:
+            missing.append(name)
+        except files.UnsafePath:
+            unsafe.append(f"{name} ({Path(path).relative_to(job.outdir)})")
+    if unsafe:
+        raise RecastError(f"step {job.id} left declared output(s) that are links or not regular files: "
+                          f"{', '.join(unsafe)}; recast never follows a link out of a job's folder")
+    if missing:
+        raise RecastError(f"step {job.id} did not produce its declared output(s): {', '.join(missing)}")
 
 
 def write_record(job: PlannedJob, record: dict) -> None:
     path = Path(job.record)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(path)
+    files.atomic_write(path, json.dumps(record, indent=1))
 
 
 def run(plan_path: str, job_id: str) -> int:
@@ -68,10 +105,11 @@ def run(plan_path: str, job_id: str) -> int:
     job = plan.job(job_id)
     Path(job.outdir).mkdir(parents=True, exist_ok=True)
     Path(job.log).parent.mkdir(parents=True, exist_ok=True)
-    record = {"job": job.id, "stage": job.stage, "branch": job.branch, "environment": plan.environment,
-              "digest": job.digest, "argv": job.argv, "started": now(), "ended": None,
-              "exit_code": None, "timed_out": False,
-              "image": job.image if plan.environment == "docker" else None}
+    environment = get_environment(plan.environment)
+    record = {"job": job.id, "run": plan.run_id, "stage": job.stage, "branch": job.branch,
+              "environment": plan.environment, "digest": job.digest, "argv": job.argv, "started": now(),
+              "ended": None, "exit_code": None, "timed_out": False,
+              "image": job.image if environment.uses_images else None}
     write_record(job, record)
     env_job = Job(
         run_id=plan.run_id, step=job.id, argv=job.argv, outdir=Path(job.outdir),
@@ -79,25 +117,31 @@ def run(plan_path: str, job_id: str) -> int:
         image=ImageRef(job.image["name"], job.image["tag"], job.image["id"], plan.analysis["id"]),
         env=job.env, cores=job.cores, memory_bytes=job.memory_bytes,
         time_limit_s=job.time_limit_s, network=job.network, log_path=Path(job.log),
+        output_bytes=job.output_bytes,
     )
     try:
         outcome = None
-        if plan.environment == "docker":
+        if environment.uses_container_broker:
             from recast.environments import broker
 
             outcome = broker.request(plan.run_dir, env_job)  # None: no broker, run it here
             record["container_broker"] = outcome is not None
         if outcome is None:
-            outcome = get_environment(plan.environment).run(env_job)
+            outcome = environment.run(env_job)
         record.update(exit_code=outcome.exit_code, timed_out=outcome.timed_out, details=outcome.details)
+        if outcome.output_exceeded:
+            raise RecastError(f"step {job.id} wrote more than its output limit of "
+                              f"{human_size(job.output_bytes)} (resources.output of template {job.template!r}) "
+                              "and was stopped")
         if outcome.timed_out:
             raise RecastError(f"step {job.id} exceeded its time limit of {job.time_limit_s:g} s and was stopped")
         if outcome.exit_code != 0:
             raise RecastError(f"step {job.id} failed with exit status {outcome.exit_code}")
-        missing = [name for name, path in job.output_files.items() if not Path(path).is_file()]
-        if missing:
-            raise RecastError(f"step {job.id} did not produce its declared output(s): {', '.join(missing)}")
-        Path(job.values_file).write_text(json.dumps(read_values(job.id, job.output_values), indent=1, sort_keys=True))
+        check_outputs(job)
+        values = read_values(job.id, job.outdir, job.output_values)
+        # Replaces whatever the job left under that name (a link is replaced, never written through).
+        files.atomic_write(job.values_file, json.dumps(values, indent=1, sort_keys=True))
+        record["outputs"] = output_digests(job)
         return 0
     except RecastError as exc:
         record["error"] = str(exc)

@@ -46,6 +46,7 @@ class Job:
     time_limit_s: float = 3600.0
     network: bool = False
     log_path: Path | None = None  # stdout+stderr of the command go here
+    output_bytes: int = 2 * 1024**3  # the most the output folder (and the log) may hold
 
 
 @dataclass
@@ -53,10 +54,13 @@ class Outcome:
     exit_code: int
     timed_out: bool = False
     details: dict = field(default_factory=dict)  # e.g. container id, image id, user
+    output_exceeded: bool = False  # stopped because its output folder grew past job.output_bytes
 
 
 class Environment(Protocol):
     name: str
+    uses_images: bool  # runs a template's pinned image (so a run needs the images built)
+    uses_container_broker: bool  # its jobs may ask the run's container broker to start them
 
     def run(self, job: Job) -> Outcome:
         """Run the job to completion (or its time limit) and report how it ended."""

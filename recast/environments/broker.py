@@ -109,8 +109,12 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 
 @contextlib.contextmanager
-def serve(run_dir: str | Path, concurrency: int):
-    """Run containers for the jobs of ``run_dir`` while the ``with`` block lasts."""
+def serve(run_dir: str | Path, concurrency: int, run_id: str | None = None):
+    """Run containers for the jobs of ``run_dir`` while the ``with`` block lasts.
+
+    When the block ends, containers of ``run_id`` that are still there (the run
+    was interrupted) are removed before the broker waits for its jobs' answers.
+    """
     path = socket_path(run_dir)
     if path.exists() or path.is_symlink():
         if path.lstat().st_uid != os.getuid():
@@ -123,6 +127,10 @@ def serve(run_dir: str | Path, concurrency: int):
     try:
         yield path
     finally:
+        if run_id is not None:
+            from recast.environments.docker import reap
+
+            reap(server._killer._api(), run_id=run_id)
         server.shutdown()
         server.server_close()
         path.unlink(missing_ok=True)

@@ -8,13 +8,21 @@ Per job, one container of the image *ID* recorded by ``recast images build``
   at its own absolute host path, so one ``argv`` serves host and container;
 - a read-only root file system and a private ``/tmp`` (``HOME=/tmp``): the
   output folder is the only place a job leaves anything;
-- no network unless the template declares it, no capabilities, no privilege
-  escalation, and a non-root user: the invoking uid:gid, or ``nobody`` when
-  recast runs as root (outputs are then chowned back, so they always end up
-  owned by the invoking user);
-- memory, CPU, PID and time limits from the template;
+- no network unless the template declares it, and then the isolated job
+  network (:data:`JOB_NETWORK`, made by ``containers/job-network.sh``), never
+  the host's: it reaches the outside but not this machine's loopback or
+  services, nor other jobs;
+- no capabilities, no privilege escalation, and a non-root user: the
+  invoking uid:gid, or ``nobody`` when recast runs as root (outputs are then
+  chowned back, so they always end up owned by the invoking user);
+- memory, CPU, PID, time and output-size limits from the template; the log
+  is capped too (here and in the engine's own log store);
+- only inputs that are regular files reached through no link are mounted;
 - labels ``recast.run``, ``recast.step``, ``recast.image``, so the containers
-  of a run can be found with ``docker ps --filter label=recast.run=RUN``.
+  of a run can be found with ``docker ps --filter label=recast.run=RUN``, and
+  ``recast.owner`` / ``recast.deadline``, so that :func:`reap` removes the
+  containers of a process that died (``kill -9``) or that outlived their
+  time limit.
 
 The container is removed once its exit code and log are collected.
 """
@@ -22,18 +30,25 @@ The container is removed once its exit code and log are collected.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
 from pathlib import Path
 
+from recast import files
 from recast.environments import Job, Outcome
+from recast.environments.watch import OutputWatch
 from recast.errors import ExecutionError
 
 NOBODY = (65534, 65534)
 PIDS_LIMIT = 512
 TMP_SIZE = "512m"
 KILLED_BY_TIME_LIMIT = -9  # what the host environment reports, for the same job
+JOB_NETWORK = "recast-jobs"  # made by containers/job-network.sh; labelled recast.isolated=true
+MAX_LOG_BYTES = 64 * 2**20  # of a job's output kept in its log (and in the engine's log store)
+REAP_GRACE_S = 60  # a container this long past its time limit is removed, whoever owns it
+_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def engine_available(timeout: float = 2.0) -> bool:
@@ -53,6 +68,8 @@ class _Terminated(Exception):
 
 class DockerEnvironment:
     name = "docker"
+    uses_images = True
+    uses_container_broker = True
 
     def __init__(self):
         self._client = None
@@ -80,13 +97,17 @@ class DockerEnvironment:
                 f"step {job.step}: {what} has no recorded image ID, it was not built: "
                 f"run `recast images build {image.analysis if image else 'ANALYSIS'}`"
             )
+        if not _IMAGE_ID.fullmatch(image.id):
+            # A tag (or a short ID) can be moved to another image: only the full ID pins it.
+            raise ExecutionError(f"step {job.step}: image {image.name!r} is pinned as {image.id[:80]!r}, which is "
+                                 f"not an image ID (sha256:...): run `recast images build {image.analysis}`")
         _check_paths(job)
         api = self._api()
+        network = _network_mode(api, job)
 
         invoker = (os.getuid(), os.getgid())
         user = invoker if invoker[0] != 0 else NOBODY
         job.outdir.mkdir(parents=True, exist_ok=True)
-        outdir_owner = _owner(job.outdir)
         if user != invoker:
             _chown_tree(job.outdir, user)  # a re-run may overwrite what an earlier one wrote
 
@@ -94,7 +115,7 @@ class DockerEnvironment:
         mounts.append(docker.types.Mount(str(job.outdir), str(job.outdir), type="bind", read_only=False))
         host_config = api.create_host_config(
             mounts=mounts,
-            network_mode="host" if job.network else "none",
+            network_mode=network,
             mem_limit=job.memory_bytes,
             memswap_limit=job.memory_bytes,  # no swap beyond the limit
             nano_cpus=int(job.cores * 1e9),
@@ -103,12 +124,17 @@ class DockerEnvironment:
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={TMP_SIZE},mode=1777"},
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
+            # The engine keeps its own copy of a container's output: bound it as ours is.
+            log_config=docker.types.LogConfig(type="json-file",
+                                              config={"max-size": str(MAX_LOG_BYTES), "max-file": "1"}),
         )
         # Threads follow the CPU limit unless the template says otherwise; HOME must be writable.
         environment = {"OMP_NUM_THREADS": str(max(1, int(job.cores))), **job.env, "HOME": "/tmp"}
-        labels = {"recast.run": job.run_id, "recast.step": job.step, "recast.image": image.name}
+        labels = {"recast.run": job.run_id, "recast.step": job.step, "recast.image": image.name,
+                  "recast.owner": process_identity(),
+                  "recast.deadline": str(int(time.time() + job.time_limit_s + REAP_GRACE_S))}
 
-        details = {"image": image.id, "user": f"{user[0]}:{user[1]}"}
+        details = {"image": image.id, "user": f"{user[0]}:{user[1]}", "network": network}
         container = None
         restore_sigterm = _raise_on_sigterm()
         try:
@@ -138,7 +164,9 @@ class DockerEnvironment:
                 except docker.errors.NotFound:
                     pass
             if user != invoker:
-                _chown_back(job.outdir, invoker, outdir_owner)
+                # Everything, the folder included, goes to the invoking user (never back to
+                # `nobody`, which is what a folder left by a killed run would say it had).
+                _chown_tree(job.outdir, invoker)
         # Only SIGTERM gets here. The container is gone: let the signal do what it would have done.
         os.kill(os.getpid(), signal.SIGTERM)
         raise ExecutionError(f"step {job.step}: cancelled (SIGTERM)")
@@ -155,21 +183,30 @@ class DockerEnvironment:
             except docker.errors.APIError:
                 pass  # it ended by itself just now
 
+        def kill_for_size():
+            try:
+                api.kill(container)
+            except docker.errors.APIError:
+                pass
+
         timer = threading.Timer(job.time_limit_s, kill)
         timer.daemon = True
         started = time.monotonic()
         api.start(container)
         timer.start()
         try:
-            if job.log_path is not None:
-                with open(job.log_path, "ab") as log:
-                    for chunk in api.logs(container, stdout=True, stderr=True, stream=True, follow=True):
-                        log.write(chunk)
-            code = api.wait(container, timeout=None)["StatusCode"]
+            with OutputWatch(job.outdir, job.output_bytes, kill_for_size) as watch:
+                if job.log_path is not None:
+                    _copy_log(api.logs(container, stdout=True, stderr=True, stream=True, follow=True),
+                              job.log_path, min(MAX_LOG_BYTES, job.output_bytes))
+                code = api.wait(container, timeout=None)["StatusCode"]
         finally:
             timer.cancel()
             timer.join()  # if it fired, its kill has finished and `killed` is final
         details["elapsed_s"] = round(time.monotonic() - started, 3)
+        if watch.exceeded.is_set():
+            details["output_limit_bytes"] = job.output_bytes
+            return Outcome(exit_code=code or -9, details=details, output_exceeded=True)
         if killed.is_set():
             return Outcome(exit_code=KILLED_BY_TIME_LIMIT, timed_out=True, details=details)
         if code == 137 and api.inspect_container(container)["State"].get("OOMKilled"):
@@ -178,35 +215,130 @@ class DockerEnvironment:
         return Outcome(exit_code=code, details=details)
 
 
+def _copy_log(chunks, log_path: Path, limit: int) -> None:
+    """Append a container's output to its log, up to ``limit`` bytes; the rest is drained, not kept."""
+    written = 0
+    with open(log_path, "ab") as log:
+        for chunk in chunks:
+            if written < limit:
+                kept = chunk[: limit - written]
+                log.write(kept)
+                written += len(kept)
+                if written >= limit:
+                    log.write(f"\n[recast: log truncated at {limit} bytes]\n".encode())
+                    log.flush()
+
+
+def _network_mode(api, job: Job) -> str:
+    """``none``, or the isolated job network for a template that declares ``network: true``."""
+    import docker
+
+    if not job.network:
+        return "none"
+    try:
+        network = api.inspect_network(JOB_NETWORK)
+    except docker.errors.NotFound:
+        network = None
+    if network is None or (network.get("Labels") or {}).get("recast.isolated") != "true":
+        raise ExecutionError(
+            f"step {job.step}: its template declares network: true, but the isolated job network "
+            f"{JOB_NETWORK!r} is not set up in this Docker engine: run containers/job-network.sh as root "
+            "(jobs never get the host's network)")
+    return JOB_NETWORK
+
+
+def process_identity(pid: int | None = None) -> str:
+    """``BOOT:PID:START``: names a process such that a later process with the same pid is told apart."""
+    pid = os.getpid() if pid is None else pid
+    return f"{_boot_id()}:{pid}:{_start_time(pid)}"
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        return "-"
+
+
+def _start_time(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "-"
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22, after the command name in parentheses
+
+
+def _owner_alive(identity: str) -> bool:
+    boot, _, rest = identity.partition(":")
+    pid, _, start = rest.partition(":")
+    if boot != _boot_id() or not pid.isdigit():
+        return False  # written before a reboot, or not by us
+    return _start_time(int(pid)) == start
+
+
+def reap(api=None, run_id: str | None = None) -> list[dict]:
+    """Remove recast's containers whose owning process is gone or that are past their deadline.
+
+    With ``run_id``, remove every container of that run instead (its owner is ending it).
+    Returns what was removed: container id, run, step, and why.
+    """
+    import docker
+
+    api = api or DockerEnvironment()._api()
+    wanted = f"recast.run={run_id}" if run_id else "recast.run"
+    removed = []
+    try:
+        containers = api.containers(all=True, filters={"label": wanted})
+    except docker.errors.APIError:
+        return removed
+    now = time.time()
+    for container in containers:
+        labels = container.get("Labels") or {}
+        if run_id is not None:
+            why = "its run ended"
+        elif not _owner_alive(labels.get("recast.owner", "")):
+            why = "the process that started it is gone"
+        elif now > float(labels.get("recast.deadline", "inf")):
+            why = "it outlived its time limit"
+        else:
+            continue
+        try:
+            api.remove_container(container["Id"], force=True)
+        except docker.errors.APIError:
+            continue  # being removed by its owner just now
+        removed.append({"container": container["Id"][:12], "run": labels.get("recast.run"),
+                        "step": labels.get("recast.step"), "why": why})
+    return removed
+
+
 def _check_paths(job: Job) -> None:
+    """Every mount is an absolute path, and every input a regular file reached through no link.
+
+    Docker resolves links in a bind mount's source: an input that is a link (say, a
+    previous job's output pointing at a host file) would mount whatever it points to.
+    """
     for path in [job.outdir, *job.read_only]:
         if not path.is_absolute():
             raise ExecutionError(f"step {job.step}: mount path {str(path)!r} is not absolute")
     for path in job.read_only:
-        if not path.exists():
-            raise ExecutionError(f"step {job.step}: input {path} does not exist")
-
-
-def _owner(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_uid, st.st_gid
+        try:
+            files.check_regular("/", path)
+        except FileNotFoundError:
+            raise ExecutionError(f"step {job.step}: input {path} does not exist") from None
+        except files.UnsafePath:
+            raise ExecutionError(f"step {job.step}: input {path} is a link, or not a regular file, or lies "
+                                 "under a link; only regular files are mounted into a job") from None
 
 
 def _chown_tree(outdir: Path, owner: tuple[int, int]) -> None:
     # Never follows links: a job may leave a symlink to any host path in its outputs.
-    for root, dirs, files in os.walk(outdir):
-        for name in dirs + files:
+    for root, dirs, names in os.walk(outdir):
+        for name in dirs + names:
             path = os.path.join(root, name)
             st = os.lstat(path)
             if (st.st_uid, st.st_gid) != owner:
                 os.lchown(path, *owner)
     os.chown(outdir, *owner)
-
-
-def _chown_back(outdir: Path, invoker: tuple[int, int], outdir_owner: tuple[int, int]) -> None:
-    """Give what is in the output folder to the invoking user, and the folder back to its owner."""
-    _chown_tree(outdir, invoker)
-    os.chown(outdir, *outdir_owner)
 
 
 def _raise_on_sigterm():

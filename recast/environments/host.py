@@ -1,7 +1,7 @@
 """The host environment: run a job's command with this machine's Python and PATH.
 
 For development and for machines without a container engine. It enforces the
-template's time limit and confines the command's working directory to the
+template's time limit and output-size limit and starts the command in the
 job's output folder, but it cannot isolate the network or the file system:
 that is what the docker environment is for.
 """
@@ -14,11 +14,14 @@ import signal
 import subprocess
 
 from recast.environments import Job, Outcome
+from recast.environments.watch import OutputWatch
 from recast.errors import ExecutionError
 
 
 class HostEnvironment:
     name = "host"
+    uses_images = False
+    uses_container_broker = False
 
     def run(self, job: Job) -> Outcome:
         # As in the docker environment: a template's own OMP_NUM_THREADS wins over the one from cores.
@@ -31,15 +34,23 @@ class HostEnvironment:
         job.outdir.mkdir(parents=True, exist_ok=True)
         log = open(job.log_path, "ab") if job.log_path else subprocess.DEVNULL
         try:
-            proc = subprocess.Popen(
-                job.argv, cwd=job.outdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )
+            try:
+                proc = subprocess.Popen(
+                    job.argv, cwd=job.outdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, start_new_session=True,
+                )
+            except OSError as exc:
+                raise ExecutionError(f"step {job.step}: cannot start {job.argv[0]!r} in {job.outdir}: "
+                                     f"{exc.strerror or exc}") from None
             # The command has a session of its own (so that the time limit can stop
             # all of it); stopping this job must stop it too, not leave it running.
             previous = signal.signal(signal.SIGTERM, _terminate)
             try:
-                code = proc.wait(timeout=job.time_limit_s)
+                with OutputWatch(job.outdir, job.output_bytes, lambda: _kill_group(proc)) as watch:
+                    code = proc.wait(timeout=job.time_limit_s)
+                if watch.exceeded.is_set():
+                    return Outcome(exit_code=code, details={"pid": proc.pid, "output_limit_bytes": job.output_bytes},
+                                   output_exceeded=True)
                 return Outcome(exit_code=code, details={"pid": proc.pid})
             except subprocess.TimeoutExpired:
                 _kill(proc)
@@ -58,9 +69,13 @@ def _terminate(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    _kill_group(proc)
     proc.wait()
