@@ -14,7 +14,11 @@ spec::
                               "base": ..., "base_id": ..., "built_at": ...}}}
 
 Runs use those IDs (:func:`resolve`), never the tags, so a job always runs in
-the image that was built and recorded, even if a tag is moved later.
+the image that was built and recorded, even if a tag is moved later. That
+holds only if the lock holds IDs: an ``id`` that is not ``sha256:`` and 64 hex
+digits (a tag, say, written by hand) is an error, as is a lock that is not the
+shape recast writes. Neither is ever silently rebuilt: the message says to run
+``recast images build ID``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 from collections import deque
 from collections.abc import Callable
@@ -36,6 +41,7 @@ from recast.model import Analysis, ImageSpec
 LOCK_FILE = "images.lock.json"
 DEFAULT_BASE = "recast/base:bookworm"
 LOG_TAIL = 30
+IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")  # what the engine reports as an image's ID
 
 Progress = Callable[[str, str], None]  # (image name, one line of build log)
 
@@ -55,8 +61,15 @@ def read_lock(analysis: Analysis) -> dict:
     except (OSError, ValueError) as err:
         raise RecastError(f"{path}: unreadable image lock ({err}): delete it and run "
                           f"`recast images build {analysis.id}`") from None
+    if not isinstance(lock, dict):
+        raise RecastError(f"{path}: not an image lock (expected a JSON object with analysis, version and images): "
+                          f"delete it and run `recast images build {analysis.id}`")
     if lock.get("analysis") != analysis.id or lock.get("version") != analysis.version:
         return empty
+    entries = lock.get("images")
+    if not isinstance(entries, dict) or not all(isinstance(e, dict) for e in entries.values()):
+        raise RecastError(f"{path}: images: expected an object of image name -> {{tag, id, ...}}: "
+                          f"delete the lock and run `recast images build {analysis.id}`")
     return lock
 
 
@@ -68,7 +81,15 @@ def resolve(analysis: Analysis, name: str) -> ImageRef:
         raise RecastError(f"analysis {analysis.id} has no image {name!r} "
                           f"(it has: {', '.join(sorted(analysis.images)) or 'none'})") from None
     entry = read_lock(analysis)["images"].get(name, {})
-    image_id = entry.get("id") if entry.get("tag") == spec.tag else None
+    if entry.get("tag") != spec.tag:
+        return ImageRef(name=name, tag=spec.tag, id=None)  # built for another spec: build it for this one
+    image_id = entry.get("id")
+    if not isinstance(image_id, str) or not IMAGE_ID.fullmatch(image_id):
+        # A tag here would be looked up at run time, so whatever it names then would run: not pinned.
+        shown = repr(image_id) if len(repr(image_id)) <= 80 else f"{repr(image_id)[:77]}..."
+        raise RecastError(f"{lock_path(analysis)}: images.{name}.id is {shown}, not an image ID (sha256: and 64 hex "
+                          f"digits), so the image is not pinned: run `recast images build {analysis.id}` "
+                          "to build it and record its ID")
     return ImageRef(name=name, tag=spec.tag, id=image_id)
 
 

@@ -36,19 +36,32 @@ MIN_OUTPUT_BYTES = 1 * 2**20
 DEFAULT_OUTPUT_BYTES = 2 * 2**30  # a template's output-size limit when it names none
 
 
+ECHO_CHARS = 40  # how much of a bad value an error repeats: enough to recognise it, not a 5000-digit wall
+
+
+def shown(value) -> str:
+    """``value`` for an error message, cut to about :data:`ECHO_CHARS` characters."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # repr() of a 5000-digit int raises in Python >= 3.11, so a huge one is described instead.
+        text = f"{value:.6g}" if isinstance(value, float) or abs(value) < 10**ECHO_CHARS else "a number too large"
+    else:
+        text = repr(value)
+    return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS - 3]}... ({len(text)} characters)"
+
+
 def parse_size(text: str) -> int:
     """``"2GiB"`` -> bytes; ValueError for anything else (the schema's pattern allows only this form)."""
-    match = re.fullmatch(r"([0-9]{1,12}(?:\.[0-9]{1,6})?)\s*([A-Za-z]{1,3})", str(text).strip())
+    match = re.fullmatch(r"([0-9]{1,12}(?:\.[0-9]{1,6})?)\s*([A-Za-z]{1,3})", text.strip()) if isinstance(text, str) else None
     if not match or match.group(2).upper() not in MEMORY_UNITS:
-        raise ValueError(f"{text!r} is not a size: expected a number and a unit such as 512MiB or 2GiB")
+        raise ValueError(f"{shown(text)} is not a size: expected a number and a unit such as 512MiB or 2GiB")
     return int(float(match.group(1)) * MEMORY_UNITS[match.group(2).upper()])
 
 
 def parse_duration(text: str) -> float:
     """``"10m"`` -> seconds; ValueError for anything else."""
-    match = re.fullmatch(r"([0-9]{1,12}(?:\.[0-9]{1,6})?)\s*([smh])", str(text).strip())
+    match = re.fullmatch(r"([0-9]{1,12}(?:\.[0-9]{1,6})?)\s*([smh])", text.strip()) if isinstance(text, str) else None
     if not match:
-        raise ValueError(f"{text!r} is not a duration: expected a number and s, m or h, such as 90s or 10m")
+        raise ValueError(f"{shown(text)} is not a duration: expected a number and s, m or h, such as 90s or 10m")
     return float(match.group(1)) * SECONDS[match.group(2)]
 
 
@@ -70,7 +83,7 @@ class Limits:
 
         bound("cores", cores, MIN_CORES, self.max_cores, lambda v: f"{v:g}")
         bound("memory", memory_bytes, MIN_MEMORY_BYTES, self.max_memory_bytes, human_size)
-        bound("time_limit", time_limit_s, MIN_TIME_LIMIT_S, self.max_time_limit_s, lambda v: f"{v:g} s")
+        bound("time_limit", time_limit_s, MIN_TIME_LIMIT_S, self.max_time_limit_s, human_duration)
         bound("output", output_bytes, MIN_OUTPUT_BYTES, self.max_output_bytes, human_size)
         return found
 
@@ -78,9 +91,17 @@ class Limits:
 def human_size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.4g} {unit}"  # 4 digits: 1000 TiB, not 1e+03
         n /= 1024
     return f"{n} B"
+
+
+def human_duration(seconds: float) -> str:
+    """In the unit a template would write: 90 s, 10 min, 48 h."""
+    for unit, size in (("h", 3600), ("min", 60)):
+        if abs(seconds) >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
 
 
 _KEYS = {"max_cores": ("max_cores", float), "max_memory": ("max_memory_bytes", parse_size),

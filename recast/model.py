@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recast.limits import DEFAULT_OUTPUT_BYTES
+
 
 @dataclass(frozen=True)
 class ImageSpec:
@@ -43,6 +45,7 @@ class Resources:
     cores: float = 1.0
     memory_bytes: int = 2 * 1024**3
     time_limit_s: float = 3600.0
+    output_bytes: int = DEFAULT_OUTPUT_BYTES  # most a job may write into its output folder
 
 
 @dataclass(frozen=True)

@@ -6,33 +6,41 @@ placeholder is a declared parameter and every declared parameter is used,
 bindings refer to things that exist, the workflow is acyclic, scatters run
 over lists. Every problem is collected (file, field, what was expected) and
 reported together, as ``recast validate`` shows them.
+
+It is also the gate for what a job may reach and use, since a catalog entry
+may come from anyone: a parameter that holds files gets them only through
+references (a literal path would name a file on the host running recast, and
+the job would get it mounted), ``$entry/PATH`` and check fixtures are regular
+files inside the entry reached through no link, and resources lie within
+:mod:`recast.limits` (``memory: 0B`` means *unlimited* to Docker).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from graphlib import CycleError, TopologicalSorter
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator
 
-from recast import references, spec
+# As safe_files: template() has a local `files` (the declared outputs).
+from recast import files as safe_files
+from recast import limits, references, spec
 from recast.errors import SpecError
+from recast.limits import parse_duration, parse_size
 from recast.model import Analysis, Example, ImageSpec, Parameter, Resources, Stage, Template
 
 SPEC_FILE = "analysis.yaml"
 
-_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-_SECONDS = {"s": 1, "m": 60, "h": 3600}
+# The old name of limits.parse_size, kept so that code written against it still imports.
+parse_memory = parse_size
 
+# What a process environment can hold as a name: no '=' (it ends the name) and
+# no NUL (it ends the string); the schema asks for upper case, this is the floor.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-def parse_memory(text: str) -> int:
-    number, unit = re.fullmatch(r"([0-9.]+)\s*([A-Za-z]+)", text).groups()
-    return int(float(number) * _UNITS[unit.upper()])
-
-
-def parse_duration(text: str) -> float:
-    number, unit = re.fullmatch(r"([0-9.]+)\s*([smh])", text).groups()
-    return float(number) * _SECONDS[unit]
+_LITERAL_FILE = "a literal file path is not allowed; use $entry/PATH for a file archived in the entry"
 
 
 def parameter(name: str, doc: dict) -> Parameter:
@@ -48,6 +56,61 @@ def parameter(name: str, doc: dict) -> Parameter:
         required=tuple(doc.get("required", ())),
         schema=extra,
     )
+
+
+def holds_files(param: Parameter | None) -> bool:
+    """Whether a value of ``param`` is, or contains, a file (a file, a list of them, an object with one)."""
+    if param is None:
+        return False
+    if param.type == "file":
+        return True
+    if param.type == "list":
+        return holds_files(param.items)
+    return param.type == "object" and any(holds_files(p) for p in param.properties.values())
+
+
+def file_shape(param: Parameter | None):
+    """Where files sit in a value of ``param``, for comparing a binding's source with its target."""
+    if not holds_files(param):
+        return None
+    if param.type == "file":
+        return "file"
+    if param.type == "list":
+        return ("list", file_shape(param.items))
+    return ("object", tuple(sorted((k, file_shape(p)) for k, p in param.properties.items() if holds_files(p))))
+
+
+def describe_shape(shape) -> str:
+    if shape is None:
+        return "no file"
+    if shape == "file":
+        return "a file"
+    if shape[0] == "list":
+        return "a list of files" if shape[1] == "file" else "a list holding files"
+    return "an object with file fields " + ", ".join(k for k, _ in shape[1])
+
+
+def file_positions(param: Parameter, value: Any, where: str = "") -> Iterator[tuple[str, Any]]:
+    """(sub-field, value) for every part of ``value`` that ``param`` makes a file.
+
+    A value of the wrong kind where a list or object of files belongs counts as
+    a file position too: a literal is refused rather than guessed at.
+    """
+    if param.type == "file":
+        yield where, value
+    elif param.type == "list" and holds_files(param.items):
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                yield from file_positions(param.items, item, f"{where}[{i}]")
+        else:
+            yield where, value
+    elif param.type == "object" and holds_files(param):
+        if isinstance(value, dict):
+            for k, p in param.properties.items():
+                if k in value:
+                    yield from file_positions(p, value[k], f"{where}.{k}")
+        else:
+            yield where, value
 
 
 def inside(root: Path, relative: str) -> Path | None:
@@ -66,6 +129,53 @@ class _Checker:
 
     def problem(self, where: str, message: str, file: Path | None = None):
         self.found.append((str(file or self.spec_path), where, message))
+
+    # -- files of the entry -------------------------------------------------------
+
+    def entry_file(self, where: str, relative: str, kind: str, folder: tuple[str, ...] = (),
+                   file: Path | None = None) -> bool:
+        """Whether ``relative`` (below ``folder``) is a regular file of the entry, reached through no link.
+
+        Jobs get such files mounted or copied by path; a link would let an
+        entry (or whoever can write into it) hand a job any file of the host.
+        """
+        try:
+            parts = safe_files.relative_parts(relative, kind)
+        except safe_files.UnsafePath as exc:
+            reason = str(exc).removeprefix(f"{kind} {relative!r}: ")
+            self.problem(where, f"{kind} {relative!r} leaves the catalog entry's folder {self.root}: {reason}", file)
+            return False
+        try:
+            safe_files.check_regular(self.root, "/".join(folder + parts))
+        except FileNotFoundError:
+            self.problem(where, f"{kind} {relative!r} not found in {self.root.joinpath(*folder)}", file)
+            return False
+        except safe_files.UnsafePath as exc:
+            self.problem(where, f"{kind} {relative!r} must be a regular file inside the catalog entry, reached "
+                                f"through no symbolic link: {exc}", file)
+            return False
+        return True
+
+    def entry_folder(self, where: str, relative: str, kind: str, file: Path | None = None) -> tuple[str, ...] | None:
+        """The parts of a folder of the entry (``.`` is the entry itself), if every one is a real folder."""
+        if not [part for part in PurePosixPath(relative).parts if part != "."]:
+            return ()
+        try:
+            parts = safe_files.relative_parts(relative, kind)
+        except safe_files.UnsafePath as exc:
+            reason = str(exc).removeprefix(f"{kind} {relative!r}: ")
+            self.problem(where, f"{kind} {relative!r} leaves the catalog entry's folder {self.root}: {reason}", file)
+            return None
+        for i in range(len(parts)):
+            try:
+                mode = os.lstat(self.root.joinpath(*parts[: i + 1])).st_mode
+            except OSError:
+                mode = None
+            if mode is None or not stat.S_ISDIR(mode):
+                self.problem(where, f"{kind} {relative!r}: {'/'.join(parts[: i + 1])} is not a folder inside "
+                                    f"{self.root} (missing, a file, or a symbolic link, which is not followed)", file)
+                return None
+        return parts
 
     # -- templates --------------------------------------------------------------
 
@@ -121,6 +231,15 @@ class _Checker:
                     )
         for unused in sorted(set(parameters) - used):
             self.problem(f"parameters.{unused}", "declared but not used in process.argv", path)
+        for pname, p in parameters.items():
+            # A default is used as given, never resolved as a reference, so a
+            # path there would name a file on the host running recast.
+            if p.has_default:
+                for sub, _ in file_positions(p, p.default):
+                    self.problem(f"parameters.{pname}.default{sub}",
+                                 "a file parameter cannot have a default path (it would name a file on the host "
+                                 "running recast); leave the default out and bind the parameter in the workflow, "
+                                 "to $entry/PATH for a file archived in the entry", path)
         environment = doc["environment"]
         if environment["image"] not in images:
             self.problem(
@@ -137,7 +256,17 @@ class _Checker:
             if vname in files:
                 self.problem(f"outputs.values.{vname}", "a value and a file may not share a name", path)
             values[vname] = (value["file"], value["pointer"])
-        res = environment.get("resources", {})
+        env = environment.get("env", {})
+        for key, value in env.items():
+            # The schema's propertyNames pattern skips keys that YAML made numbers or null.
+            if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
+                self.problem(f"environment.env.{key}", f"{key!r} is not an environment variable name: expected a "
+                                                       "string of letters, digits and _, not starting with a digit "
+                                                       "(quote it in YAML)", path)
+            if isinstance(value, str) and "\0" in value:
+                self.problem(f"environment.env.{key}", "the value contains a NUL character, "
+                                                       "which no process environment can hold", path)
+        resources = self.resources(environment.get("resources", {}), path)
         return Template(
             name=name,
             path=path,
@@ -145,16 +274,29 @@ class _Checker:
             parameters=parameters,
             argv=tuple(doc["process"]["argv"]),
             image=environment["image"],
-            env=dict(environment.get("env", {})),
-            resources=Resources(
-                cores=float(res.get("cores", 1)),
-                memory_bytes=parse_memory(res.get("memory", "2GiB")),
-                time_limit_s=parse_duration(res.get("time_limit", "1h")),
-            ),
+            env={str(k): v for k, v in env.items()},
+            resources=resources,
             network=bool(environment.get("network", False)),
             output_files=dict(files),
             output_values=values,
         ), doc
+
+    def resources(self, doc: dict, path: Path) -> Resources:
+        """The template's resources, each within recast's minimums and the operator's maximums."""
+        defaults = Resources()
+        parsed = {"cores": float(doc.get("cores", defaults.cores)), "memory": defaults.memory_bytes,
+                  "time_limit": defaults.time_limit_s, "output": defaults.output_bytes}
+        for key, parse in (("memory", parse_size), ("time_limit", parse_duration), ("output", parse_size)):
+            if key in doc:
+                try:
+                    parsed[key] = parse(doc[key])
+                except ValueError as exc:
+                    self.problem(f"environment.resources.{key}", str(exc), path)
+        for key, message in limits.current().check_resources(parsed["cores"], parsed["memory"],
+                                                             parsed["time_limit"], parsed["output"]):
+            self.problem(f"environment.resources.{key}", message, path)
+        return Resources(cores=parsed["cores"], memory_bytes=int(parsed["memory"]),
+                         time_limit_s=parsed["time_limit"], output_bytes=int(parsed["output"]))
 
     # -- workflow ---------------------------------------------------------------
 
@@ -212,23 +354,34 @@ class _Checker:
             self.problem(where, str(exc))
             return
         if ref is None:
+            # Literals are used as given (references inside a list or object
+            # are not resolved either), so any path in a file position would be
+            # a file of the host, mounted into the job.
+            literal = references.literal(value)
+            if param is not None and holds_files(param):
+                for sub, _ in file_positions(param, literal):
+                    hint = "" if not sub else " (references inside a literal list or object are not resolved)"
+                    self.problem(f"{where}{sub}", _LITERAL_FILE + hint)
             return
+        target = file_shape(param)  # a parameter that holds files may only take files
         if ref.kind == "request":
             if ref.name not in request:
                 self.problem(where, f"request parameter {ref.name!r} is not declared")
+            else:
+                self.same_files(where, param, target, file_shape(request[ref.name]), f"request parameter {ref.name!r}")
         elif ref.kind == "item":
             if stage.scatter is None:
                 self.problem(where, "$item is only defined in a stage with a scatter")
-            elif ref.name is not None and stage.scatter in request:
+            elif stage.scatter in request:
                 item = request[stage.scatter].items
-                if item is None or item.type != "object" or ref.name not in item.properties:
+                if ref.name is not None and (item is None or item.type != "object" or ref.name not in item.properties):
                     self.problem(where, f"the items of {stage.scatter!r} have no field {ref.name!r}")
+                else:
+                    source = item if ref.name is None else item.properties[ref.name]
+                    self.same_files(where, param, target, file_shape(source), str(ref))
         elif ref.kind == "entry":
-            target = inside(self.root, ref.name)
-            if target is None:
-                self.problem(where, f"{ref.name!r} leaves the catalog entry's folder")
-            elif not target.exists():
-                self.problem(where, f"file {ref.name!r} not found in {self.root}")
+            if self.entry_file(where, ref.name, "file"):
+                self.same_files(where, param, target, "file", str(ref))
         elif ref.kind == "steps":
             other = by_name.get(ref.stage)
             if other is None:
@@ -241,9 +394,24 @@ class _Checker:
             if t is not None and ref.output not in t.output_files and ref.output not in t.output_values:
                 self.problem(where, f"stage {ref.stage!r} has no output {ref.output!r} "
                              f"(files: {', '.join(sorted(t.output_files)) or 'none'}; values: {', '.join(sorted(t.output_values)) or 'none'})")
-            if other.scatter is not None and other.scatter != stage.scatter:
+            gathered = other.scatter is not None and other.scatter != stage.scatter
+            if gathered:
                 if param is not None and param.type != "list":
                     self.problem(where, f"{value} gathers one value per branch of {ref.stage!r}, so parameter {param.name!r} must be a list, not {param.type}")
+            if t is not None and target is not None and ref.output in t.output_values:
+                # An output value is whatever the job wrote into its JSON: used as a path, it could name any file.
+                self.problem(where, f"parameter {param.name!r} holds files, but {value} is an output value, "
+                                    f"which is data, not a file: bind an output file of {ref.stage!r} "
+                                    f"({', '.join(sorted(t.output_files)) or 'none'})")
+            elif t is not None and ref.output in t.output_files:
+                self.same_files(where, param, target, ("list", "file") if gathered else "file", str(ref))
+
+    def same_files(self, where: str, param: Parameter | None, target, source, what: str) -> None:
+        """A parameter that holds files is bound to a source holding files in the same places."""
+        if target is not None and target != source:
+            self.problem(where, f"parameter {param.name!r} takes {describe_shape(target)}, but {what} gives "
+                                f"{describe_shape(source)}: a file can only come from the request, the entry "
+                                "($entry/PATH) or another stage's output files")
 
     def examples(self, doc: dict) -> dict[str, Example]:
         examples = {}
@@ -277,21 +445,20 @@ class _Checker:
             if template is None:
                 self.problem(f"{where}.template", f"unknown template {step['template']!r}", path)
                 continue
-            fixtures = inside(self.root, step.get("fixtures", "."))
-            if fixtures is None or not fixtures.is_dir():
-                self.problem(f"{where}.fixtures", f"fixtures folder {step.get('fixtures')!r} not found inside {self.root}", path)
+            folder = self.entry_folder(f"{where}.fixtures", step.get("fixtures", "."), "fixtures folder", path)
+            if folder is None:
                 continue
             for pname, value in step["parameters"].items():
                 param = template.parameters.get(pname)
                 if param is None:
                     self.problem(f"{where}.parameters.{pname}", f"template {template.name!r} has no parameter {pname!r}", path)
                     continue
-                files = value if param.type == "list" and isinstance(value, list) else [value]
-                if param.type == "file" or (param.items is not None and param.items.type == "file"):
-                    for f in files:
-                        target = inside(fixtures, str(f))
-                        if target is None or not target.is_file():
-                            self.problem(f"{where}.parameters.{pname}", f"fixture file {f!r} not found inside {fixtures}", path)
+                for sub, f in file_positions(param, value):
+                    fwhere = f"{where}.parameters.{pname}{sub}"
+                    if not isinstance(f, str):
+                        self.problem(fwhere, f"expected the path of a fixture file, found {type(f).__name__} {f!r}", path)
+                    else:
+                        self.entry_file(fwhere, f, "fixture file", folder, path)
             for pname, param in template.parameters.items():
                 if pname not in step["parameters"] and not param.has_default:
                     self.problem(f"{where}.parameters", f"template parameter {pname!r} is not given and has no default", path)

@@ -8,6 +8,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from recast import limits
 from recast.cli import cli
 from recast.errors import SpecError
 from recast.validate import check, load_analysis
@@ -29,6 +30,7 @@ def test_shipped_catalog_and_toy_are_valid(toy):
     assert [s.name for s in analysis.stages] == ["square", "total"]
     assert analysis.stages[0].scatter == "points"
     assert analysis.templates["square"].resources.memory_bytes == 256 * 2**20
+    assert analysis.templates["square"].resources.output_bytes == limits.DEFAULT_OUTPUT_BYTES
 
 
 def _set_stage_template(doc):
@@ -87,6 +89,10 @@ def _missing_example(doc):
     doc["examples"]["default"]["request"] = "requests/none.yaml"
 
 
+def _literal_host_file(doc):
+    doc["workflow"]["stages"][1]["bind"]["script"] = "/etc/passwd"
+
+
 @pytest.mark.parametrize(
     "change, field, fragment",
     [
@@ -104,6 +110,7 @@ def _missing_example(doc):
         (_unused_request, "request.parameters.unused", "never used"),
         (_bad_result_ref, "results.values.total", "no output value 'result'"),
         (_missing_example, "examples.default.request", "not found"),
+        (_literal_host_file, "workflow.stages[1].bind.script", "a literal file path is not allowed; use $entry/PATH"),
     ],
 )
 def test_broken_analysis_spec_names_file_and_field(toy, change, field, fragment):
@@ -125,6 +132,7 @@ def test_broken_analysis_spec_names_file_and_field(toy, change, field, fragment)
         (lambda d: d["outputs"]["values"]["y"].update(file="missing"), "outputs.values.y.file", "not a declared output"),
         (lambda d: d["environment"]["resources"].update(memory="lots"), "environment.resources.memory", "expected form"),
         (lambda d: d["process"].update(kind="script"), "process.kind", "expected 'command'"),
+        (lambda d: d["environment"]["resources"].update(memory="0B"), "environment.resources.memory", "outside the allowed range"),
     ],
 )
 def test_broken_template_names_template_file_and_field(toy, change, field, fragment):
