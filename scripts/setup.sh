@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 python=${PYTHON:-python3}
 echo "setup: installing recast and the example analysis into $($python -c 'import sys; print(sys.executable)')"
-$python -m pip install --quiet --disable-pip-version-check -e '.[test,jax]' -e ./containers/wh1lbb
+$python -m pip install --quiet --disable-pip-version-check -e '.[test,jax,service]' -e ./containers/wh1lbb
 
 if bash containers/engine.sh; then
     recast images build wh1lbb
