@@ -31,12 +31,16 @@ def import_group():
 @click.option("--labels", help="Comma-separated names of the point parameters, e.g. msb,mn2,mn1 (default: from the patchset or README).")
 @click.option("--unit", default="GeV", show_default=True, help="Unit of the point parameters.")
 @click.option("--sha256", "expected_sha256", help="Refuse the archive unless its sha256 is this.")
-@click.option("--max-member-mb", type=int, default=512, show_default=True, help="Refuse archive members larger than this.")
+@click.option("--max-member-mb", type=click.IntRange(min=1), default=512, show_default=True, help="Refuse archive members larger than this.")
+@click.option("--max-total-mb", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Refuse archives that expand to more than this (compression bombs).")
+@click.option("--timeout", "deadline", type=click.FloatRange(min=0, min_open=True), default=1800, show_default=True,
+              help="Give up a download that takes longer than this many seconds in all.")
 @click.option("--force", is_flag=True, help="Replace an existing entry of the same id.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Download progress bar on stderr.")
 @json_option
 def hepdata(source, catalog_dir, entry_id, title, inspire_id, hepdata_record, collaboration, luminosity_fb,
-            sqrt_s_tev, labels, unit, expected_sha256, max_member_mb, force, progress, as_json):
+            sqrt_s_tev, labels, unit, expected_sha256, max_member_mb, max_total_mb, deadline, force, progress, as_json):
     """Import a HEPData likelihood archive (.tar.gz, local path or http(s) URL) as a catalog entry."""
     from recast import resources
     from recast.hepdata import import_hepdata
@@ -48,7 +52,7 @@ def hepdata(source, catalog_dir, entry_id, title, inspire_id, hepdata_record, co
             luminosity_fb=luminosity_fb, sqrt_s_tev=sqrt_s_tev,
             labels=[x.strip() for x in labels.split(",")] if labels else None, unit=unit,
             expected_sha256=expected_sha256, force=force, progress=progress,
-            max_member_bytes=max_member_mb * 1024**2,
+            max_member_bytes=max_member_mb * 1024**2, max_total_bytes=max_total_mb * 1024**2, deadline=deadline,
         )
     except RecastError as err:
         raise click.ClickException(str(err)) from None

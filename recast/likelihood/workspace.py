@@ -41,8 +41,26 @@ class SignalPoint:
         return f"{self.source} (point {self.name})"
 
 
+# pyhf's documents nest about 10 deep (a patchset's sample data); copy.deepcopy and jsonschema
+# recurse once per level and overflow Python's stack a few hundred levels down
+MAX_JSON_DEPTH = 64
+
+
+def json_depth(document: Any) -> int:
+    """How deep lists and objects nest in ``document`` (a scalar is 0), counted without recursion."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        node, level = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
 def read_json(path: Path, error: type[Exception], what: str) -> Any:
-    """Parse a JSON file, raising ``error`` that names the file, line and column."""
+    """Parse a JSON file, raising ``error`` that names the file, line and column (or the nesting depth)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -50,10 +68,18 @@ def read_json(path: Path, error: type[Exception], what: str) -> Any:
         raise error(f"{path}: no such file; expected {what}") from None
     except (OSError, UnicodeDecodeError) as err:
         raise error(f"{path}: cannot read {what}: {err}") from None
+    too_deep = f"{path}: lists or objects nest more than {MAX_JSON_DEPTH} levels deep; expected {what}"
     try:
-        return json.loads(text)
+        document = json.loads(text)
     except json.JSONDecodeError as err:
         raise error(f"{path}: line {err.lineno} column {err.colno}: not valid JSON ({err.msg}); expected {what}") from None
+    except RecursionError:  # json's parser gives up about 1000 levels down
+        raise error(too_deep) from None
+    except ValueError as err:  # e.g. an integer of more than 4300 digits
+        raise error(f"{path}: not valid JSON ({err}); expected {what}") from None
+    if json_depth(document) > MAX_JSON_DEPTH:
+        raise error(too_deep)
+    return document
 
 
 def _schema_message(err: Exception) -> str:
