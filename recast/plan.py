@@ -23,7 +23,7 @@ from typing import Any
 
 from recast import references
 from recast.digest import digest
-from recast.model import Analysis, Stage, Template
+from recast.model import Analysis, Parameter, Stage, Template
 
 PLAN_FILE = ".recast/plan.json"
 CONFIG_FILE = ".recast/config.yaml"
@@ -112,11 +112,18 @@ def command_line(template: Template, values: dict[str, Any]) -> list[str]:
     return argv
 
 
-def _files_of(param_type: str, value: Any) -> list[str]:
-    if param_type == "file":
-        return [value]
-    if param_type == "list" and isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return list(value)
+def _files_of(param: Parameter, value: Any) -> list[str]:
+    """The paths in ``value`` that ``param`` declares as files: the job's inputs (bind-mounted under Docker).
+
+    Only the declared type decides: a list of labels, or of host paths given as
+    strings, is data and never becomes an input or a mount.
+    """
+    if param.type == "file":
+        return [value] if isinstance(value, str) else []
+    if param.type == "list" and param.items is not None and isinstance(value, list):
+        return [path for element in value for path in _files_of(param.items, element)]
+    if param.type == "object" and isinstance(value, dict):
+        return [path for key, prop in param.properties.items() if key in value for path in _files_of(prop, value[key])]
     return []
 
 
@@ -169,7 +176,7 @@ def _job(analysis, stage, template, branch, item, parameters, jobs_by_stage, run
         else:
             value = param.default
         values[name] = value
-        inputs.extend(_files_of(param.type, value))
+        inputs.extend(_files_of(param, value))
     for dep in stage.after:
         inputs.extend(j.values_file for j in jobs_by_stage[dep])
     values["outdir"] = str(outdir)
