@@ -44,8 +44,10 @@ def run(analysis_id, request_file, example, environment, executor, cores, workdi
         name = example
     else:
         request_path = Path(request_file)
-        name = request_path.name.split(".")[0]
+        name = None
     request = request_mod.load(analysis, request_path)
+    # The request file's name may be anything (".yaml", "a.b.yaml", "../x"): the library makes it one safe folder.
+    name = name or request_mod.run_name(request_path, request.digest)
     run_dir = Path(workdir) if workdir else Path("runs") / analysis.id / name
     started = time.monotonic()
     if not as_json:
