@@ -281,13 +281,3 @@ def _kill(child: subprocess.Popen) -> None:
         pass
     child.wait()
 
-
-def serve_forever(worker: Worker) -> None:
-    """Run until SIGTERM or SIGINT; a run in progress is stopped and its lease left to expire."""
-    def _stop(*_):
-        worker.stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    worker.run()
-
