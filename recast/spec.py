@@ -184,6 +184,13 @@ def _check_int(number: int, text: str) -> None:
         raise _Refused(f"integer {short(text, 40)} is out of range: expected |n| < 2**63")
 
 
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # "\ud800" escapes: nothing downstream could write or digest it
+        raise _Refused(f"text {short(text, 40)} is not valid Unicode ({exc.reason})") from None
+
+
 def _check_float(number: float, text: str) -> None:
     import math
 
@@ -277,10 +284,15 @@ class _Loader(yaml.SafeLoader):
                 children.append((value_node, path))
                 continue
             line = key_node.start_mark.line + 1
-            if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == _YAML + "str"):
-                text = key_node.value if isinstance(key_node, yaml.ScalarNode) else "a collection"
-                raise _Refused(f"key {short(text, 40)} is not a string: quote it", line, path)
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _Refused("a list or mapping as a key is not allowed: keys are strings", line, path)
+            if key_node.tag != _YAML + "str":
+                raise _Refused(f"key {short(key_node.value, 40)} is not a string: quote it", line, path)
             key = key_node.value
+            try:
+                _check_text(key)
+            except _Refused as exc:
+                raise _Refused(exc.message, line, path) from None
             if key in seen:
                 raise _Refused(f"duplicate key {short(key, 40)} (first on line {seen[key]})", line, path)
             seen[key] = line
@@ -288,11 +300,18 @@ class _Loader(yaml.SafeLoader):
         return children
 
     def _check_scalar(self, node) -> None:
-        if node.tag == _YAML + "int":
-            _check_int_text(node.value)
-            _check_int(self.construct_yaml_int(node), node.value)
-        elif node.tag == _YAML + "float":
-            _check_float(self.construct_yaml_float(node), node.value)
+        try:
+            if node.tag == _YAML + "int":
+                _check_int_text(node.value)
+                _check_int(self.construct_yaml_int(node), node.value)
+            elif node.tag == _YAML + "float":
+                _check_float(self.construct_yaml_float(node), node.value)
+            elif node.tag == _YAML + "bool":
+                self.construct_yaml_bool(node)
+            else:
+                _check_text(node.value)
+        except (ValueError, KeyError):  # an explicit tag on a value that is not one: !!int abc
+            raise _Refused(f"{short(node.value, 40)} is not a valid {node.tag.removeprefix(_YAML)}") from None
 
     def construct_undecoded_timestamp(self, node):
         # JSON has no dates: an unquoted date stays the text it was written as.
@@ -358,6 +377,14 @@ def _load_json(text: str, max_values: int) -> Any:
             raise _Refused(f"nested more than {MAX_DEPTH} levels deep", field=path)
         if isinstance(value, _Marker):
             raise _Refused(value.message, field=path)
+        try:
+            if isinstance(value, str):
+                _check_text(value)
+            elif isinstance(value, dict):
+                for key in value:
+                    _check_text(key)
+        except _Refused as exc:
+            raise _Refused(exc.message, field=path) from None
         if isinstance(value, dict):
             for key, item in value.items():
                 walk(item, [*path, key], depth + 1)

@@ -366,3 +366,20 @@ def test_a_request_named_dot_yaml_gets_its_own_run_folder(toy, tmp_path, monkeyp
     assert (run_dir / "results.json").is_file()
     assert sorted(p.name for p in (tmp_path / "runs" / "toy").iterdir()) == [run_dir.name]
 
+
+
+@pytest.mark.parametrize("name, text, where, message", [
+    ("tag.yaml", "parameters:\n  offset: !!int abc\n", "parameters.offset (line 2)", "'abc' is not a valid int"),
+    ("bool.yaml", "parameters:\n  offset: !!bool maybe\n", "parameters.offset (line 2)", "'maybe' is not a valid bool"),
+    ("key.yaml", "parameters:\n  on: 1\n", "parameters (line 2)", "key 'on' is not a string: quote it"),
+    ("bin.yaml", "parameters:\n  offset: !!binary aGk=\n", "parameters.offset (line 2)",
+     "YAML tag !!binary is not allowed: expected plain JSON data"),
+    ("utf.yaml", 'parameters:\n  label: "\\ud800"\n', "parameters.label (line 2)",
+     "text '\\ud800' is not valid Unicode (surrogates not allowed)"),
+    ("utf.json", '{"parameters": {"label": "\\ud800"}}', "parameters.label",
+     "text '\\ud800' is not valid Unicode (surrogates not allowed)"),
+])
+def test_only_plain_json_data_comes_out(toy, name, text, where, message):
+    # Each of these used to end in a traceback (ValueError, KeyError, or UnicodeEncodeError in the digest).
+    req = write(toy, name, text)
+    assert refusal(toy, req) == f"{req}: {where}: {message}"
