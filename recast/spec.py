@@ -103,7 +103,7 @@ def first_errors(errors: Iterable[ValidationError], source: str | Path, prefix: 
         where, message = explain(error)
         if prefix:
             where = prefix + (where if not where or where.startswith("[") else "." + where)
-        listed.append((str(source), where, message))
+        listed.append((str(source), clip(where, 160), message))
     if len(found) > MAX_PROBLEMS:
         listed.append((str(source), "", f"more problems not shown (only the first {MAX_PROBLEMS} are listed)"))
     return listed
@@ -166,7 +166,8 @@ class _Refused(Exception):
         self.message, self.line, self.field = message, line, field
 
     def where(self) -> str:
-        field = field_path(self.field) if self.field else ""
+        # Keys come from the document: a field path names them, briefly.
+        field = clip(field_path([clip(k, 40) if isinstance(k, str) else k for k in self.field]), 160) if self.field else ""
         if self.line is None:
             return field
         return f"{field} (line {self.line})" if field else f"line {self.line}"

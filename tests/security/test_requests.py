@@ -273,6 +273,9 @@ def test_long_values_are_echoed_short(toy):
     message = refusal(toy, req)
     assert message == f"{req}: schema: expected 'recast/request/1.0.0', found {spec.short(long_name)}"
     assert len(spec.short(long_name)) <= 80
+    req = write(toy, "key.json", '{"parameters": {"' + long_name + '": NaN}}')
+    assert refusal(toy, req) == (f"{req}: parameters.{'x' * 39}…: NaN is not a finite number "
+                                 "(NaN and infinities are not allowed)")
 
 
 def test_a_5000_digit_integer_is_refused_without_a_traceback(toy, tmp_path):
