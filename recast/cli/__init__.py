@@ -17,6 +17,7 @@ from recast.cli.images import images
 from recast.cli.imports import import_group
 from recast.cli.likelihood import likelihood
 from recast.cli.refresh import diff, refresh
+from recast.cli.remote import remote
 from recast.cli.service import serve, worker
 from recast.cli.run import results, run
 from recast.cli.test import test
@@ -31,7 +32,7 @@ def cli():
 
 for command in (catalog, validate, images, run, results, test, refresh, diff, likelihood, import_group):
     cli.add_command(command)
-for command in (serve, worker):  # the request service: recast/service/
+for command in (serve, worker, remote):  # the request service: recast/service/
     cli.add_command(command)
 
 

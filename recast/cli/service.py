@@ -90,9 +90,9 @@ def serve(ctx, data_dir, database_url, catalog_dir, host, port, with_worker, env
         worker = worker_mod.Worker(service, environment=environment, cores=cores)
         threading.Thread(target=worker.run, name="recast-worker", daemon=True).start()
         err_console.print(f"worker: {worker.name}, environment {environment}", highlight=False)
-        err_console.print(f"admin token (shown once): {token}", highlight=False)
-    err_console.print(f"recast service on http://{shown_host}:{port}/  (data {config.data}, "
-                      f"database {'SQLite' if service.db.sqlite else 'PostgreSQL'})", highlight=False)
+        click.echo(f"admin token (shown once): {token}", err=True)  # one line, never wrapped
+    click.echo(f"recast service on http://{shown_host}:{port}/  (data {config.data}, "
+               f"database {'SQLite' if service.db.sqlite else 'PostgreSQL'})", err=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
     finally:
