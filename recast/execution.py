@@ -1,31 +1,46 @@
 """Execute a plan with Snakemake: the run folder, the DAG, the executor.
 
-``run()`` is what ``recast run`` does: prepare the run folder (request,
-inputs, plan), let Snakemake run whatever is out of date through the chosen
-executor, then write ``results.json`` and ``provenance.json``. Snakemake runs
-in this process through its Python API; its own log stream is replaced by
-recast's progress display.
+``run()`` is what ``recast run`` does: take the run folder's lock (before
+anything in it is touched: a second run of the same folder is refused, not
+interleaved), remove the containers of runs that died, prepare the folder
+(request, inputs, plan), throw away outputs that changed since the job that
+made them ran (so they are made again rather than trusted), let Snakemake run
+whatever is out of date through the chosen executor, then write
+``results.json`` and ``provenance.json``. Snakemake runs in this process
+through its Python API; its own log stream is replaced by recast's progress
+display. Ctrl-C or SIGTERM stops the running jobs and their containers and
+keeps every finished job, so running the same command again resumes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
+import shutil
+import signal
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
+from recast import files
 from recast import plan as plan_mod
 from recast import request as request_mod
 from recast import resources
-from recast.errors import ExecutionError, RecastError
+from recast.environments import get_environment
+from recast.errors import ExecutionError, Interrupted, RecastError
 from recast.executors import get_executor
 from recast.model import Analysis
 from recast.progress import RunProgress
 
 RUN_REQUEST_FILE = "request.json"
+RUN_ID_FILE = ".recast/run.json"
+LOCK_FILE = ".recast/lock"
 
 
 @dataclass
@@ -34,14 +49,56 @@ class RunOutcome:
     plan: plan_mod.Plan
     status: str
     jobs_run: list[str] = field(default_factory=list)
+    discarded: list[str] = field(default_factory=list)  # outputs found changed and made again
     started: str = ""
     ended: str = ""
 
 
 def _write_if_changed(path: Path, text: str) -> None:
-    if not (path.is_file() and path.read_text() == text):
+    if not (path.is_file() and not path.is_symlink() and path.read_text() == text):
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        files.atomic_write(path, text)
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path):
+    """Hold the run folder's lock (``.recast/lock``) for the ``with`` block, or refuse at once.
+
+    An advisory ``flock``: the kernel releases it when the process dies, so a
+    run killed outright never leaves a stale lock behind.
+    """
+    state = run_dir / ".recast"
+    state.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            raise ExecutionError(f"{run_dir} is in use by another run (pid {holder}); nothing in it was "
+                                 "changed: wait for that run, or give this one another --workdir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        # A killed Snakemake leaves its own locks; with ours held, nobody else is running here.
+        shutil.rmtree(run_dir / ".snakemake" / "locks", ignore_errors=True)
+        yield
+    finally:
+        os.close(fd)
+
+
+def run_id(analysis: Analysis, run_dir: Path) -> str:
+    """The run folder's id: made when the folder is first used, kept when it is resumed."""
+    path = run_dir / RUN_ID_FILE
+    try:
+        known = json.loads(files.read_bytes(run_dir, RUN_ID_FILE, 4096)).get("id", "")
+    except (OSError, ValueError, AttributeError, RecastError):
+        known = ""
+    if isinstance(known, str) and known.startswith(f"{analysis.id}-"):
+        return known
+    new = plan_mod.new_run_id(analysis.id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    files.atomic_write(path, json.dumps({"id": new}))
+    return new
 
 
 def image_lock(analysis: Analysis) -> dict[str, dict]:
@@ -57,9 +114,10 @@ def prepare(analysis: Analysis, request: request_mod.Request, run_dir: Path, env
         raise RecastError(f"analysis {analysis.id!r} has no workflow to run "
                           "(a likelihood-only entry: use `recast likelihood`)")
     run_dir = run_dir.resolve()
-    locked = image_lock(analysis) if environment == "docker" else {}
-    if environment == "docker":
-        missing = [name for name in analysis.images if not locked.get(name, {}).get("id")]
+    uses_images = get_environment(environment).uses_images
+    pinned = image_lock(analysis) if uses_images else {}
+    if uses_images:
+        missing = [name for name in analysis.images if not pinned.get(name, {}).get("id")]
         if missing:
             raise RecastError(f"image(s) {', '.join(missing)} of analysis {analysis.id!r} are not built: "
                               f"run `recast images build {analysis.id}` (or use --environment host)")
@@ -69,7 +127,8 @@ def prepare(analysis: Analysis, request: request_mod.Request, run_dir: Path, env
         "digest": request.digest, "parameters": request.parameters}, indent=1, sort_keys=True))
     staged = request_mod.stage_inputs(request, run_dir)
     parameters = request_mod.resolved_parameters(request, staged, analysis)
-    plan = plan_mod.build(analysis, parameters, run_dir, environment, locked, request.digest)
+    plan = plan_mod.build(analysis, parameters, run_dir, environment, pinned, request.digest,
+                          run_id=run_id(analysis, run_dir))
     plan_path = run_dir / plan_mod.PLAN_FILE
     _write_if_changed(plan_path, json.dumps(plan.to_json(), indent=1))
     _write_if_changed(run_dir / plan_mod.CONFIG_FILE, yaml.safe_dump({"plan": str(plan_path)}))
@@ -88,13 +147,15 @@ def execute(plan: plan_mod.Plan, executor: str = "local", cores: int = 1, progre
     run_dir = Path(plan.run_dir)
     started = _now()
     handler = progress or RunProgress(title=plan.run_id)
+    stop = _StopOnSignal()
     try:
-        with handler, _container_broker(plan, chosen.name, cores), \
+        with stop, handler, _container_broker(plan, chosen.name, cores), \
                 SnakemakeApi(OutputSettings(quiet=set(), enable_file_logging=False)) as api:
             snake_logger = api.logger_manager.logger
             for h in list(snake_logger.handlers):
                 snake_logger.removeHandler(h)
             snake_logger.addHandler(handler)
+            snake_logger.addHandler(stop)
             snake_logger.setLevel(logging.INFO)
             workflow = api.workflow(
                 resource_settings=ResourceSettings(cores=cores),
@@ -109,33 +170,151 @@ def execute(plan: plan_mod.Plan, executor: str = "local", cores: int = 1, progre
                 execution_settings=ExecutionSettings(latency_wait=5),
                 executor_settings=chosen.settings() if chosen.settings else None,
             )
+    except (KeyboardInterrupt, WorkflowError) as exc:
+        if stop.signum is None and isinstance(exc, WorkflowError):
+            raise _failure(plan, started, exc) from None
+        raise Interrupted(stop.signum or signal.SIGINT, len(finished_jobs(plan))) from None
     except LockException:
         raise ExecutionError(
             f"{run_dir} is in use by another run (or one was killed and left its lock): if no recast or "
             f"snakemake process is running there, remove {run_dir / '.snakemake' / 'locks'} and run again"
         ) from None
-    except WorkflowError as exc:
-        failed = failed_jobs(plan, since=started)
-        if not failed:
-            raise ExecutionError(f"Snakemake could not run the workflow in {run_dir}: {exc}") from None
-        job, record = failed[0]
-        from recast.job import tail
-
-        why = record.get("error") or f"step {job.id} failed with exit status {record.get('exit_code')}"
-        raise ExecutionError(f"{why} (stage {job.stage})\n--- last lines of {job.log} ---\n{tail(job.log)}") from None
+    if stop.signum is not None:  # the signal came after Snakemake's last check
+        raise Interrupted(stop.signum, len(finished_jobs(plan)))
     return [job.id for job, record in records(plan) if record.get("started", "") >= started]
+
+
+def _failure(plan: plan_mod.Plan, started: str, exc: Exception) -> ExecutionError:
+    failed = failed_jobs(plan, since=started)
+    if not failed:
+        return ExecutionError(f"Snakemake could not run the workflow in {plan.run_dir}: {exc}")
+    job, record = failed[0]
+    from recast.job import tail
+
+    why = record.get("error") or f"step {job.id} failed with exit status {record.get('exit_code')}"
+    return ExecutionError(f"{why} (stage {job.stage})\n--- last lines of {job.log} ---\n{tail(job.log)}")
+
+
+class _StopOnSignal(logging.Handler):
+    """While a plan runs, SIGINT and SIGTERM stop it cleanly: jobs are ended, finished ones kept.
+
+    Ctrl-C reaches the whole process group, but SIGTERM (a batch system, a
+    service stopping a worker) reaches only us, and Snakemake's local executor
+    waits for running jobs before it returns: so the job processes, our
+    children, are ended here, and each one's container with it.
+
+    Snakemake's scheduler installs a SIGTERM handler of its own when it starts
+    (a "graceful" stop that waits for every running job, however long). As a
+    log handler, this puts ours back the next time Snakemake logs from the
+    main thread, which its scheduler does as soon as it starts.
+    """
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._previous and threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGTERM) != self._handle:
+            signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        first = self.signum is None
+        self.signum = signum
+        if first:
+            _signal_descendants(signal.SIGTERM)
+            raise KeyboardInterrupt
+
+
+def _signal_descendants(signum: int) -> None:
+    """Send ``signum`` to every process below this one (the running jobs and what they started)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    todo, found = [os.getpid()], []
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+
+
+def finished_jobs(plan: plan_mod.Plan) -> list[str]:
+    """Jobs whose outputs are complete and certified by their record (kept for the next run)."""
+    return [job.id for job, record in records(plan) if record.get("exit_code") == 0 and record.get("outputs")]
+
+
+def discard_changed_outputs(plan: plan_mod.Plan) -> list[str]:
+    """Remove the outputs of every job that no longer match the digests its record certified.
+
+    A job's outputs are trusted only as its record left them: anything changed
+    since (by hand, by another program, or left half-written by a killed job)
+    is thrown away so that Snakemake makes it again, with everything
+    downstream. Returns one line per job discarded.
+    """
+    kept = {job.id: record for job, record in records(plan)}
+    discarded = []
+    for job in plan.jobs:
+        present = [path for path in job.outputs if os.path.lexists(path)]
+        if not present:
+            continue
+        record = kept.get(job.id, {})
+        if record.get("digest") != job.digest:
+            continue  # the job itself changed: Snakemake re-runs it anyway
+        expected = record.get("outputs") if record.get("exit_code") == 0 else None
+        changed = _changed_outputs(job, expected)
+        if not changed:
+            continue
+        for path in present:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # a link is removed, not followed
+        discarded.append(f"step {job.id}: {', '.join(changed)} changed since it ran; it will run again")
+    return discarded
+
+
+def _changed_outputs(job: plan_mod.PlannedJob, expected: dict | None) -> list[str]:
+    names = [str(Path(p).relative_to(job.outdir)) for p in job.outputs]
+    if not expected:
+        return ["its outputs (never certified: the job was interrupted)"]
+    changed = []
+    for name in names:
+        try:
+            actual = files.sha256(job.outdir, name)
+        except (OSError, RecastError):
+            actual = None
+        if actual != expected.get(name):
+            changed.append(name)
+    return changed
 
 
 def _container_broker(plan: plan_mod.Plan, executor: str, cores: int):
     """Jobs on this machine let this process, which has the Docker SDK loaded, start their
     containers (see recast.environments.broker); elsewhere each job starts its own."""
-    import contextlib
-
-    if plan.environment != "docker" or executor != "local":
+    if not get_environment(plan.environment).uses_container_broker or executor != "local":
         return contextlib.nullcontext()
     from recast.environments import broker
 
-    return broker.serve(plan.run_dir, concurrency=cores)
+    return broker.serve(plan.run_dir, concurrency=cores, run_id=plan.run_id)
 
 
 def _now() -> str:
@@ -161,13 +340,28 @@ def run(analysis: Analysis, request: request_mod.Request, run_dir: Path, environ
     from recast import provenance, results
 
     started = _now()
-    plan = prepare(analysis, request, run_dir, environment)
-    outcome = RunOutcome(run_dir=Path(plan.run_dir), plan=plan, status="failed", started=started)
-    outcome.jobs_run = execute(plan, executor, cores, progress)
-    outcome.status = "success"
-    outcome.ended = _now()
-    # Written together and only on success, so that a failed or interrupted
-    # re-run never leaves results without the provenance that explains them.
-    results.write(analysis, request, plan, executor)
-    provenance.write(analysis, request, plan, executor, outcome)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with locked(run_dir.resolve()):
+        if get_environment(environment).uses_images:
+            from recast.environments.docker import reap
+
+            reap()  # containers left by runs that were killed outright
+        plan = prepare(analysis, request, run_dir, environment)
+        outcome = RunOutcome(run_dir=Path(plan.run_dir), plan=plan, status="failed", started=started)
+        outcome.discarded = discard_changed_outputs(plan)
+        for line in outcome.discarded:
+            _warn(line)
+        outcome.jobs_run = execute(plan, executor, cores, progress)
+        outcome.status = "success"
+        outcome.ended = _now()
+        # Written together and only on success, so that a failed or interrupted
+        # re-run never leaves results without the provenance that explains them.
+        results.write(analysis, request, plan, executor)
+        provenance.write(analysis, request, plan, executor, outcome)
     return outcome
+
+
+def _warn(line: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[yellow]warning:[/yellow] {line}", highlight=False)

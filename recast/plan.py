@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recast import references
+from recast import files, references
 from recast.digest import digest
+from recast.limits import DEFAULT_OUTPUT_BYTES
 from recast.model import Analysis, Parameter, Stage, Template
 
 PLAN_FILE = ".recast/plan.json"
@@ -51,6 +52,7 @@ class PlannedJob:
     log: str
     record: str
     digest: str = ""
+    output_bytes: int = DEFAULT_OUTPUT_BYTES  # the output folder's size limit
 
     @property
     def values_file(self) -> str:
@@ -127,17 +129,26 @@ def _files_of(param: Parameter, value: Any) -> list[str]:
     return []
 
 
+def new_run_id(analysis_id: str) -> str:
+    """A run's identity: unique per run folder (two folders running the same request never share it)."""
+    import secrets
+
+    return f"{analysis_id}-{secrets.token_hex(6)}"
+
+
 def build(analysis: Analysis, parameters: dict[str, Any], run_dir: Path, environment: str,
-          images: dict[str, Any] | None = None, request_digest: str | None = None) -> Plan:
+          images: dict[str, Any] | None = None, request_digest: str | None = None,
+          run_id: str | None = None) -> Plan:
     """Expand the workflow for resolved request ``parameters`` (files already in the run folder).
 
     ``images`` maps image names to ``{"tag", "id"}`` as recorded when they were built.
+    ``run_id`` names the run (container labels, provenance); a new one when not given.
     """
     run_dir = run_dir.resolve()
     images = images or {}
     request_digest = request_digest or digest(parameters)
     plan = Plan(
-        run_id=f"{analysis.id}-{request_digest[7:19]}",
+        run_id=run_id or new_run_id(analysis.id),
         run_dir=str(run_dir),
         analysis={"id": analysis.id, "version": analysis.version, "spec_digest": digest(analysis.document)},
         request_digest=request_digest,
@@ -201,6 +212,7 @@ def _job(analysis, stage, template, branch, item, parameters, jobs_by_stage, run
         network=template.network,
         log=str(run_dir / "logs" / f"{job_id}.log"),
         record=str(run_dir / "logs" / f"{job_id}.json"),
+        output_bytes=getattr(template.resources, "output_bytes", DEFAULT_OUTPUT_BYTES),
     )
     identity = {k: v for k, v in asdict(job).items() if k not in ("log", "record", "digest")}
     identity["template_document"] = analysis.document["templates"].get(template.name)
@@ -220,7 +232,8 @@ def _resolve(value, stage, branch, item, parameters, jobs_by_stage, analysis):
     if ref.kind == "item":
         return item if ref.name is None else item.get(ref.name)
     if ref.kind == "entry":
-        return str((analysis.root / ref.name).resolve())
+        # Not resolved: a link in the entry is refused (by validation, and at mount time), never followed.
+        return str(files.confined(analysis.root, ref.name, "$entry path"))
     producers = jobs_by_stage[ref.stage]
     other = next(s for s in analysis.stages if s.name == ref.stage)
     if other.scatter is not None and other.scatter == stage.scatter:

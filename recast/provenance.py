@@ -15,7 +15,8 @@ from importlib import metadata
 from pathlib import Path
 
 import recast
-from recast import spec
+from recast import files, spec
+from recast.environments import get_environment
 from recast.digest import sha256_file
 from recast.model import Analysis
 from recast.plan import Plan
@@ -55,6 +56,7 @@ def collect(analysis: Analysis, request: Request, plan: Plan, executor: str, out
             "exit_code": record.get("exit_code") if record.get("exit_code") is not None else -1,
             "timed_out": bool(record.get("timed_out")),
             "ran_in_this_invocation": job.id in outcome.jobs_run,
+            "outputs": record.get("outputs") or {},
         }
     document = {
         "schema": "recast/provenance/1.0.0",
@@ -64,9 +66,10 @@ def collect(analysis: Analysis, request: Request, plan: Plan, executor: str, out
         "software": software_versions(),
         "environment": plan.environment,
         "executor": executor,
-        "images": {job.id: job.image for job in plan.jobs} if plan.environment == "docker" else {},
+        "images": {job.id: job.image for job in plan.jobs} if get_environment(plan.environment).uses_images else {},
         "run": {"id": plan.run_id, "status": outcome.status, "started": outcome.started, "ended": outcome.ended,
-                "jobs_run": outcome.jobs_run},
+                "jobs_run": outcome.jobs_run, "outputs_discarded": outcome.discarded},
+        "results": analysis.results,
         "jobs": jobs,
     }
     spec.validate_document(document, "provenance", run_dir / PROVENANCE_FILE)
@@ -75,8 +78,4 @@ def collect(analysis: Analysis, request: Request, plan: Plan, executor: str, out
 
 def write(analysis: Analysis, request: Request, plan: Plan, executor: str, outcome) -> Path:
     document = collect(analysis, request, plan, executor, outcome)
-    path = Path(plan.run_dir) / PROVENANCE_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(document, indent=1, sort_keys=True))
-    tmp.replace(path)
-    return path
+    return files.atomic_write(Path(plan.run_dir) / PROVENANCE_FILE, json.dumps(document, indent=1, sort_keys=True))

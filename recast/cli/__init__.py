@@ -7,6 +7,7 @@ it exits 0 only on success, and a problem is reported as one clear message
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -19,9 +20,9 @@ from recast.cli.likelihood import likelihood
 from recast.cli.refresh import diff, refresh
 from recast.cli.remote import remote
 from recast.cli.service import serve, worker
-from recast.cli.run import results, run
+from recast.cli.run import gc, results, run
 from recast.cli.test import test
-from recast.errors import RecastError
+from recast.errors import Interrupted, RecastError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,13 +31,22 @@ def cli():
     """Preserve LHC analyses and reinterpret them on new signal models."""
 
 
-for command in (catalog, validate, images, run, results, test, refresh, diff, likelihood, import_group):
+for command in (catalog, validate, images, run, results, gc, test, refresh, diff, likelihood, import_group):
     cli.add_command(command)
 for command in (serve, worker, remote):  # the request service: recast/service/
     cli.add_command(command)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that every command unwinds (and cleans up) as on Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -45,10 +55,13 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except Interrupted as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(exc.exit_code)
     except RecastError as exc:
         click.secho("error: ", fg="red", bold=True, err=True, nl=False)
         click.echo(str(exc), err=True)
         sys.exit(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         click.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(143 if isinstance(exc, _Terminated) else 130)

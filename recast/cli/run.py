@@ -71,9 +71,23 @@ def run(analysis_id, request_file, example, environment, executor, cores, workdi
 
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--verify", is_flag=True,
+              help="Re-check the run: every job's outputs against the sha256 its record certified, "
+                   "every result against its job's output. Exits 1 on any difference.")
 @json_option
-def results(run_dir, as_json):
+def results(run_dir, verify, as_json):
     """Show the results of a finished run folder."""
+    if verify:
+        from recast.results import verify as verify_run
+
+        problems = verify_run(run_dir)
+        if as_json:
+            emit_json({"run_dir": str(run_dir), "verified": not problems, "problems": problems})
+        elif not problems:
+            err_console.print(f"verified: every output and result of {run_dir} is as its jobs left it")
+        if problems:
+            raise RecastError(f"{run_dir} does not verify ({len(problems)} problem(s)):\n  " + "\n  ".join(problems))
+        return
     if as_json:
         from recast.results import load
 
@@ -112,3 +126,19 @@ def _rows(value) -> list[dict] | None:
     if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
         return value
     return None
+
+
+@click.command()
+@json_option
+def gc(as_json):
+    """Remove recast's containers left behind by runs that died (kill -9) or outlived their time limit."""
+    from recast.environments.docker import reap
+
+    removed = reap()
+    if as_json:
+        emit_json({"removed": removed})
+    elif removed:
+        console.print(table("removed containers", ["container", "run", "step", "why"],
+                            [[r["container"], r["run"], r["step"], r["why"]] for r in removed]))
+    else:
+        err_console.print("nothing to remove: every recast container belongs to a live run")
