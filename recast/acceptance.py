@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recast import checks as checks_mod
+from recast import files
 from recast import request as request_mod
 from recast.errors import RecastError, SpecError
 from recast.model import Analysis
-from recast.validate import inside
 
 
 @dataclass
@@ -101,7 +101,7 @@ def test_step(analysis: Analysis, step: str, workdir: Path, environment: str) ->
                               f"(checks: {', '.join(sorted(steps)) or 'none'})")
         check = steps[step]
         template = analysis.templates[check["template"]]
-        fixtures = inside(analysis.root, check.get("fixtures", "."))
+        fixtures = analysis.root / check.get("fixtures", ".")  # validation checked it: a real folder, no link
         outdir = (workdir / analysis.id / "steps" / step).resolve()
         case.run_dir = str(outdir)
         if outdir.exists():
@@ -113,15 +113,16 @@ def test_step(analysis: Analysis, step: str, workdir: Path, environment: str) ->
         for name, param in template.parameters.items():
             value = check["parameters"].get(name, param.default)
             if param.type == "file":
-                value = str(inside(fixtures, value))
+                value = str(files.confined(fixtures, value, f"fixture of step {step}"))
                 inputs.append(value)
             elif param.items is not None and param.items.type == "file":
-                value = [str(inside(fixtures, v)) for v in value]
+                value = [str(files.confined(fixtures, v, f"fixture of step {step}")) for v in value]
                 inputs.extend(value)
             values[name] = value
         values["outdir"] = str(outdir)
-        image = execution.image_lock(analysis).get(template.image, {}) if environment == "docker" else {}
-        if environment == "docker" and not image.get("id"):
+        uses_images = get_environment(environment).uses_images
+        image = execution.image_lock(analysis).get(template.image, {}) if uses_images else {}
+        if uses_images and not image.get("id"):
             raise RecastError(f"image {template.image!r} of {analysis.id} is not built: run `recast images build {analysis.id}`")
         log = outdir.parent / f"{step}.log"
         log.unlink(missing_ok=True)
@@ -129,7 +130,8 @@ def test_step(analysis: Analysis, step: str, workdir: Path, environment: str) ->
                   read_only=[Path(p) for p in inputs],
                   image=ImageRef(template.image, image.get("tag"), image.get("id"), analysis.id), env=template.env,
                   cores=template.resources.cores, memory_bytes=template.resources.memory_bytes,
-                  time_limit_s=template.resources.time_limit_s, network=template.network, log_path=log)
+                  time_limit_s=template.resources.time_limit_s, network=template.network, log_path=log,
+                  output_bytes=template.resources.output_bytes)
         outcome = get_environment(environment).run(job)
         if outcome.exit_code != 0:
             from recast.job import tail
@@ -137,10 +139,12 @@ def test_step(analysis: Analysis, step: str, workdir: Path, environment: str) ->
             raise RecastError(f"step {step} failed with exit status {outcome.exit_code}"
                               f"{' (time limit)' if outcome.timed_out else ''}\n{tail(log)}")
         output_files = {n: outdir / f for n, f in template.output_files.items()}
-        missing = [n for n, p in output_files.items() if not p.is_file()]
-        if missing:
-            raise RecastError(f"step {step} did not produce its declared output(s): {', '.join(missing)}")
-        values = read_values(step, {n: [str(output_files[f]), p] for n, (f, p) in template.output_values.items()})
+        for name, path in output_files.items():
+            try:
+                files.check_regular(outdir, path)
+            except FileNotFoundError:
+                raise RecastError(f"step {step} did not produce its declared output {name!r}") from None
+        values = read_values(step, outdir, {n: [str(output_files[f]), p] for n, (f, p) in template.output_values.items()})
         expect = dict(check["expect"])
         # A step's command output is its log, named "log" in checks.yaml.
         logs = expect.pop("logs", {})

@@ -136,6 +136,22 @@ def check_regular(root: str | os.PathLike, path: str | os.PathLike) -> os.stat_r
         return os.fstat(handle.fileno())
 
 
+def check_mountable(root: str | os.PathLike, path: str | os.PathLike) -> os.stat_result:
+    """``path`` below ``root`` is a regular file or a folder, reached through no link at any step.
+
+    What a folder holds may be links: inside a container they resolve in the
+    container's own view, never to the host's files. Only the mount's source
+    itself must not be a link, because the engine would follow it.
+    """
+    root = Path(root)
+    parts = relative_to_root(root, path)
+    with _walk_to_parent(root, parts) as parent:
+        st = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise UnsafePath(f"{root / '/'.join(parts)}: a link, or neither a regular file nor a folder")
+    return st
+
+
 def confined(root: str | os.PathLike, relative: str | os.PathLike, what: str = "path") -> Path:
     """``root/relative`` as a path that is textually inside ``root`` and goes through no link.
 

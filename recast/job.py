@@ -158,4 +158,7 @@ def run(plan_path: str, job_id: str) -> int:
 if __name__ == "__main__":
     if len(sys.argv) != 3:
         sys.exit("usage: python -m recast.job PLAN JOB_ID")
-    sys.exit(run(sys.argv[1], sys.argv[2]))
+    try:
+        sys.exit(run(sys.argv[1], sys.argv[2]))
+    except KeyboardInterrupt:  # Ctrl-C reaches every job of the run: `recast run` says what happened
+        sys.exit(130)

@@ -64,11 +64,17 @@ class _Handler(socketserver.StreamRequestHandler):
         watcher = threading.Thread(target=self._cancel_if_abandoned, args=(job, done), daemon=True)
         watcher.start()
         environment = self.server.environments.get()
+        import docker
+        import requests
+
         try:
             outcome = environment.run(job)
-            reply = {"exit_code": outcome.exit_code, "timed_out": outcome.timed_out, "details": outcome.details}
+            reply = asdict(outcome)
         except RecastError as exc:
             reply = {"error": str(exc)}
+        except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+            # The job is told; nothing escapes this thread as a traceback on the run's terminal.
+            reply = {"error": f"step {job.step}: the Docker engine failed while running it: {exc}"}
         finally:
             done.set()
             self.server.environments.put(environment)
@@ -155,4 +161,4 @@ def request(run_dir: str | Path, job: Job) -> Outcome | None:
     reply = json.loads(line)
     if "error" in reply:
         raise RecastError(reply["error"])
-    return Outcome(exit_code=reply["exit_code"], timed_out=reply["timed_out"], details=reply["details"])
+    return Outcome(**reply)

@@ -161,8 +161,8 @@ class DockerEnvironment:
             if container is not None:
                 try:
                     api.remove_container(container, force=True)
-                except docker.errors.NotFound:
-                    pass
+                except docker.errors.APIError:
+                    pass  # gone already, or being removed by the run that is stopping
             if user != invoker:
                 # Everything, the folder included, goes to the invoking user (never back to
                 # `nobody`, which is what a folder left by a killed run would say it had).
@@ -261,11 +261,12 @@ def _boot_id() -> str:
 
 
 def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot ("-" when it is gone, or a zombie)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return "-"
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22, after the command name in parentheses
+    return "-" if fields[0] in ("Z", "X") else fields[19]  # state is field 3, start time field 22
 
 
 def _owner_alive(identity: str) -> bool:
@@ -312,7 +313,7 @@ def reap(api=None, run_id: str | None = None) -> list[dict]:
 
 
 def _check_paths(job: Job) -> None:
-    """Every mount is an absolute path, and every input a regular file reached through no link.
+    """Every mount is an absolute path, and every input a regular file or folder reached through no link.
 
     Docker resolves links in a bind mount's source: an input that is a link (say, a
     previous job's output pointing at a host file) would mount whatever it points to.
@@ -322,12 +323,12 @@ def _check_paths(job: Job) -> None:
             raise ExecutionError(f"step {job.step}: mount path {str(path)!r} is not absolute")
     for path in job.read_only:
         try:
-            files.check_regular("/", path)
+            files.check_mountable("/", path)
         except FileNotFoundError:
             raise ExecutionError(f"step {job.step}: input {path} does not exist") from None
         except files.UnsafePath:
-            raise ExecutionError(f"step {job.step}: input {path} is a link, or not a regular file, or lies "
-                                 "under a link; only regular files are mounted into a job") from None
+            raise ExecutionError(f"step {job.step}: input {path} is a link, or not a regular file or folder, "
+                                 "or lies under a link; only those are mounted into a job") from None
 
 
 def _chown_tree(outdir: Path, owner: tuple[int, int]) -> None:
