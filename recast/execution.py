@@ -282,22 +282,24 @@ def discard_changed_outputs(plan: plan_mod.Plan) -> list[str]:
         if record.get("digest") != job.digest:
             continue  # the job itself changed: Snakemake re-runs it anyway
         expected = record.get("outputs") if record.get("exit_code") == 0 else None
-        changed = _changed_outputs(job, expected)
-        if not changed:
-            continue
+        if expected:
+            changed = _changed_outputs(job, expected)
+            if not changed:
+                continue
+            why = f"{', '.join(changed)} changed since it ran"
+        else:
+            why = "its outputs were never certified (the job was interrupted)"
         for path in present:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)  # a link is removed, not followed
-        discarded.append(f"step {job.id}: {', '.join(changed)} changed since it ran; it will run again")
+        discarded.append(f"step {job.id}: {why}; it will run again")
     return discarded
 
 
-def _changed_outputs(job: plan_mod.PlannedJob, expected: dict | None) -> list[str]:
-    names = [str(Path(p).relative_to(job.outdir)) for p in job.outputs]
-    if not expected:
-        return ["its outputs (never certified: the job was interrupted)"]
+def _changed_outputs(job: plan_mod.PlannedJob, expected: dict) -> list[str]:
     changed = []
-    for name in names:
+    for path in job.outputs:
+        name = str(Path(path).relative_to(job.outdir))
         try:
             actual = files.sha256(job.outdir, name)
         except (OSError, RecastError):

@@ -127,7 +127,7 @@ def _value_source(run_dir: Path, plan, name: str) -> tuple[str | None, str | Non
 
     try:
         provenance = json.loads(files.read_bytes(run_dir, PROVENANCE_FILE, 64 * 2**20))
-        reference = provenance["results"][name]
+        reference = provenance["results"]["values"][name]
     except (OSError, ValueError, KeyError, TypeError, RecastError):
         return None, None
     ref = references.parse_or_none(reference)
