@@ -188,12 +188,15 @@ class _Receiver:
             filename = filename.decode("utf-8") if filename is not None else None
         except UnicodeDecodeError:
             self.fail(422, "a form field or file name is not UTF-8")
-        if field_name == FILE_FIELD or (filename is not None and field_name != DOCUMENT_FIELD):
+        if field_name in (FILE_FIELD, DOCUMENT_FIELD) and filename == "":
+            self._kind = "empty"  # a browser's file input left empty: a part with no name and no content
+        elif field_name == FILE_FIELD or (filename is not None and field_name != DOCUMENT_FIELD):
             if len(self.upload.files) >= self.limits.files:
                 self.fail(413, f"more than {self.limits.files} files")
+            if not filename:
+                self.fail(422, "an uploaded file has no name")
             self._kind = "file"
-            self._name = safe_name(filename or "", self.limits) if filename else self.fail(
-                422, "an uploaded file has no name")
+            self._name = safe_name(filename, self.limits)
             if self._name in self.upload.files:
                 self.fail(422, f"file name {self._name!r}: given twice")
             self._path = self.upload.files_dir / self._name
@@ -226,6 +229,9 @@ class _Receiver:
             view = memoryview(chunk)
             while view:
                 view = view[os.write(self._fd, view):]
+        elif self._kind == "empty":
+            if chunk:
+                self.fail(422, "an uploaded file has no name")
         elif self._kind == "document":
             if len(self._text) + len(chunk) > self.limits.document_bytes:
                 self.fail(413, f"the request document is larger than the limit of {self.limits.document_bytes} bytes")

@@ -274,7 +274,14 @@ class Worker:
         return "lost"
 
 
-def _kill(child: subprocess.Popen) -> None:
+def _kill(child: subprocess.Popen, grace_seconds: float = 10) -> None:
+    """Stop a run: SIGTERM first (recast.execution then ends its jobs, which run in sessions of their
+    own, and keeps what finished), SIGKILL to its whole process group if it lingers."""
+    try:
+        child.send_signal(signal.SIGTERM)
+        child.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        pass
     try:
         os.killpg(child.pid, signal.SIGKILL)
     except ProcessLookupError:
