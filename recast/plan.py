@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from recast import files, references
+from recast.environments import get_environment
 from recast.digest import digest
 from recast.limits import DEFAULT_OUTPUT_BYTES
 from recast.model import Analysis, Parameter, Stage, Template
@@ -216,8 +217,8 @@ def _job(analysis, stage, template, branch, item, parameters, jobs_by_stage, run
     )
     identity = {k: v for k, v in asdict(job).items() if k not in ("log", "record", "digest")}
     identity["template_document"] = analysis.document["templates"].get(template.name)
-    if environment != "docker":
-        identity["image"] = None  # the host environment does not use the image
+    if not get_environment(environment).uses_images:
+        identity["image"] = None  # e.g. the host environment: the image plays no part in what runs
     identity["environment"] = environment
     job.digest = digest(identity)
     return job
