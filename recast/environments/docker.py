@@ -270,10 +270,16 @@ def _start_time(pid: int) -> str:
 
 
 def _owner_alive(identity: str) -> bool:
+    """Whether the process that started a container may still be running.
+
+    A container started from another machine (an engine shared through
+    DOCKER_HOST), or before this machine rebooted, has an owner we cannot see:
+    it counts as alive, and only its deadline can retire it.
+    """
     boot, _, rest = identity.partition(":")
     pid, _, start = rest.partition(":")
     if boot != _boot_id() or not pid.isdigit():
-        return False  # written before a reboot, or not by us
+        return True
     return _start_time(int(pid)) == start
 
 

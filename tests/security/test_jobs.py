@@ -1,6 +1,6 @@
 """A job is analyst code running on a stranger's inputs: it must not reach outside its run.
 
-Each test runs the hostile analysis (tests/fixtures/catalog/hostile) for real:
+Each test runs the hostile analysis (tests/fixtures/hostile-catalog/hostile) for real:
 a real Docker engine, real Snakemake. The attacks are the ones our security
 issue reproduced on the old code: links left instead of files, a disk filled,
 the host's network reached, containers outliving a killed run, one run's
@@ -299,3 +299,12 @@ def test_a_kill_9_run_is_reaped_by_the_next_run_too(hostile, tmp_path):
     assert _containers_of(tmp_path / "killed")
     run_points(hostile, [{"mode": "plain"}], tmp_path / "next")  # any run reaps what the dead left
     assert not _containers_of(tmp_path / "killed")
+
+
+def test_the_reaper_judges_only_owners_it_can_see():
+    this_process = docker_env.process_identity()
+    boot = this_process.split(":")[0]
+    assert docker_env._owner_alive(this_process)
+    assert not docker_env._owner_alive(f"{boot}:{2**22 + 17}:123"), "no such process on this machine: gone"
+    # Another machine's (or another boot's) process is not ours to judge: its deadline retires it.
+    assert docker_env._owner_alive("0123abcd:1:1")
