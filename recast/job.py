@@ -19,6 +19,7 @@ from pathlib import Path
 
 from recast import files
 from recast.environments import ImageRef, Job, get_environment
+from recast.environments.watch import MAX_ENTRIES
 from recast.errors import RecastError
 from recast.limits import human_size
 from recast.plan import PlannedJob, load
@@ -130,9 +131,11 @@ def run(plan_path: str, job_id: str) -> int:
             outcome = environment.run(env_job)
         record.update(exit_code=outcome.exit_code, timed_out=outcome.timed_out, details=outcome.details)
         if outcome.output_exceeded:
-            raise RecastError(f"step {job.id} wrote more than its output limit of "
-                              f"{human_size(job.output_bytes)} (resources.output of template {job.template!r}) "
-                              "and was stopped")
+            if outcome.details.get("output_exceeded") == "entries":
+                raise RecastError(f"step {job.id} left more than {MAX_ENTRIES} files and folders in its "
+                                  "output folder and was stopped")
+            raise RecastError(f"step {job.id} wrote more than its output limit of {human_size(job.output_bytes)} "
+                              f"(resources.output of template {job.template!r}) and was stopped")
         if outcome.timed_out:
             raise RecastError(f"step {job.id} exceeded its time limit of {job.time_limit_s:g} s and was stopped")
         if outcome.exit_code != 0:

@@ -206,6 +206,7 @@ class DockerEnvironment:
         details["elapsed_s"] = round(time.monotonic() - started, 3)
         if watch.exceeded.is_set():
             details["output_limit_bytes"] = job.output_bytes
+            details["output_exceeded"] = watch.reason
             return Outcome(exit_code=code or -9, details=details, output_exceeded=True)
         if killed.is_set():
             return Outcome(exit_code=KILLED_BY_TIME_LIMIT, timed_out=True, details=details)

@@ -49,8 +49,9 @@ class HostEnvironment:
                 with OutputWatch(job.outdir, job.output_bytes, lambda: _kill_group(proc)) as watch:
                     code = proc.wait(timeout=job.time_limit_s)
                 if watch.exceeded.is_set():
-                    return Outcome(exit_code=code, details={"pid": proc.pid, "output_limit_bytes": job.output_bytes},
-                                   output_exceeded=True)
+                    return Outcome(exit_code=code, output_exceeded=True,
+                                   details={"pid": proc.pid, "output_limit_bytes": job.output_bytes,
+                                            "output_exceeded": watch.reason})
                 return Outcome(exit_code=code, details={"pid": proc.pid})
             except subprocess.TimeoutExpired:
                 _kill(proc)

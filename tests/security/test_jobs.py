@@ -100,6 +100,17 @@ def test_a_job_that_fills_the_disk_is_stopped_at_its_output_limit(hostile, tmp_p
     assert written < 256 * 2**20, f"stopped only after {written} bytes"
 
 
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_a_job_that_exhausts_inodes_is_stopped(hostile, tmp_path, environment):
+    from recast.environments.watch import MAX_ENTRIES
+
+    with pytest.raises(ExecutionError) as failure:
+        run_points(hostile, [{"mode": "files", "arg": str(4 * MAX_ENTRIES)}], tmp_path / "run", environment)
+    assert str(failure.value).startswith(f"step attack__0 left more than {MAX_ENTRIES} files and folders in its "
+                                         "output folder and was stopped")
+    assert len(os.listdir(tmp_path / "run" / "steps" / "attack__0" / "many")) < 4 * MAX_ENTRIES
+
+
 def test_an_input_that_is_a_link_is_never_mounted(hostile, tmp_path):
     from recast import images
 
