@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 from recast import resources
@@ -31,6 +32,23 @@ def load(catalog: str | Path | None, analysis_id: str) -> Analysis:
         known = ", ".join(p.name for p in entries(root)) or "none"
         raise RecastError(f"no analysis {analysis_id!r} in catalog {root} (known: {known})")
     return load_analysis(root / analysis_id)
+
+
+def command(analysis: Analysis, verb: str, *arguments: str) -> str:
+    """The ``recast VERB ID ...`` command line for a fix-it hint, ready to paste.
+
+    An entry outside the default catalog gets ``--catalog DIR`` (relative to the
+    current folder when inside it), so that the hint works as it is written.
+    """
+    words = ["recast", *verb.split(), analysis.id, *arguments]
+    root = analysis.root.parent
+    if root.resolve() != resources.default_catalog().resolve():
+        try:
+            shown = root.resolve().relative_to(Path.cwd().resolve())
+        except ValueError:
+            shown = root
+        words += ["--catalog", str(shown)]
+    return shlex.join(words)
 
 
 def summary(analysis: Analysis) -> dict:
@@ -89,13 +107,17 @@ def check_entry(path: Path) -> list:
         from recast.environments.docker import engine_available
 
         engine = engine_available()
+        stale = images.stale(analysis)
         archived = preservation.read_manifest(analysis)["images"]
         for name in sorted(analysis.images):
             ref = images.resolve(analysis, name)
             outcomes.append(Outcome(f"image {name} pinned", bool(ref.id), found=ref.id,
-                                    message="" if ref.id else f"not built: run `recast images build {analysis.id}`"))
+                                    message="" if ref.id else f"not built: run `{command(analysis, 'images build')}`"))
             if not ref.id:
                 continue
+            why = stale.get(name)
+            outcomes.append(Outcome(f"image {name} up to date", why is None, message=(
+                f"image out of date: run `{command(analysis, 'images build')}` ({why})" if why else "")))
             in_engine = engine and images.find_image(images.engine_api(), ref.id) == ref.id
             where, ok, message = "engine" if in_engine else "", bool(in_engine), ""
             if name in archived:
@@ -108,14 +130,14 @@ def check_entry(path: Path) -> list:
                     except RecastError as exc:
                         message = str(exc)
             elif not in_engine:
-                message = f"neither in the engine nor archived: run `recast images save {analysis.id}`"
+                message = f"neither in the engine nor archived: run `{command(analysis, 'images save')}`"
             outcomes.append(Outcome(f"image {name} available", ok, found=where or None, message=message))
         recorded = preservation.recorded_files(analysis)
         for file in preservation.referenced_files(analysis):
             name = str(file.relative_to(analysis.root.resolve()))
             if name not in recorded:
                 outcomes.append(Outcome(f"file {name}", False,
-                                        message=f"no recorded sha256: run `recast catalog pin {analysis.id}`"))
+                                        message=f"no recorded sha256: run `{command(analysis, 'catalog pin')}`"))
             elif not file.is_file():
                 outcomes.append(Outcome(f"file {name}", False, message="missing"))
             else:

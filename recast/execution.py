@@ -52,6 +52,7 @@ class RunOutcome:
     discarded: list[str] = field(default_factory=list)  # outputs found changed and made again
     started: str = ""
     ended: str = ""
+    stale_images: dict[str, str] = field(default_factory=dict)  # run anyway (allow_stale_images), with why
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -108,6 +109,44 @@ def image_lock(analysis: Analysis) -> dict[str, dict]:
             if (ref := images.resolve(analysis, name)) is not None}
 
 
+def host_alternative(analysis: Analysis) -> str:
+    """The hint ``(or use --environment host)``, only when every command the analysis runs is on this
+    machine's PATH: an analysis whose code lives only in its images cannot run on the host."""
+    commands = {template.argv[0] for template in analysis.templates.values() if template.argv}
+    if commands and all(shutil.which(c) for c in commands):
+        return " (or use --environment host)"
+    return ""
+
+
+def _require_built(analysis: Analysis, pinned: dict[str, dict]) -> None:
+    missing = [name for name in analysis.images if not pinned.get(name, {}).get("id")]
+    if missing:
+        from recast.catalog import command
+
+        raise RecastError(f"image(s) {', '.join(missing)} of analysis {analysis.id!r} are not built: "
+                          f"run `{command(analysis, 'images build')}`{host_alternative(analysis)}")
+
+
+def dry_run(analysis: Analysis, request: request_mod.Request, run_dir: Path, environment: str,
+            allow_stale_images: bool = False) -> plan_mod.Plan:
+    """The plan a run would execute, with the same checks, but nothing written and nothing run."""
+    from recast import images
+
+    if not analysis.runnable:
+        raise RecastError(f"analysis {analysis.id!r} has no workflow to run "
+                          "(a likelihood-only entry: use `recast likelihood`)")
+    run_dir = run_dir.resolve()
+    pinned = {}
+    if get_environment(environment).uses_images:
+        pinned = image_lock(analysis)
+        _require_built(analysis, pinned)
+        images.require_current(analysis, allow_stale_images)
+    # Where stage_inputs would put each file, without copying it.
+    staged = {relative: run_dir / "inputs" / relative for relative in request.files}
+    parameters = request_mod.resolved_parameters(request, staged, analysis)
+    return plan_mod.build(analysis, parameters, run_dir, environment, pinned, request.digest, run_id="(dry run)")
+
+
 def prepare(analysis: Analysis, request: request_mod.Request, run_dir: Path, environment: str) -> plan_mod.Plan:
     """Write the run folder's request, inputs and plan; return the plan."""
     if not analysis.runnable:
@@ -117,10 +156,7 @@ def prepare(analysis: Analysis, request: request_mod.Request, run_dir: Path, env
     uses_images = get_environment(environment).uses_images
     pinned = image_lock(analysis) if uses_images else {}
     if uses_images:
-        missing = [name for name in analysis.images if not pinned.get(name, {}).get("id")]
-        if missing:
-            raise RecastError(f"image(s) {', '.join(missing)} of analysis {analysis.id!r} are not built: "
-                              f"run `recast images build {analysis.id}` (or use --environment host)")
+        _require_built(analysis, pinned)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_if_changed(run_dir / RUN_REQUEST_FILE, json.dumps({
         "analysis": analysis.id, "source": str(request.source) if request.source else None,
@@ -338,10 +374,16 @@ def failed_jobs(plan: plan_mod.Plan, since: str) -> list[tuple[plan_mod.PlannedJ
 
 
 def run(analysis: Analysis, request: request_mod.Request, run_dir: Path, environment: str = "docker",
-        executor: str = "local", cores: int = 1, progress: RunProgress | None = None) -> RunOutcome:
-    from recast import provenance, results
+        executor: str = "local", cores: int = 1, progress: RunProgress | None = None,
+        allow_stale_images: bool = False) -> RunOutcome:
+    """Run ``request``; images out of date (:func:`recast.images.stale`) are refused unless
+    ``allow_stale_images``, and then recorded in provenance."""
+    from recast import images, provenance, results
 
     started = _now()
+    stale = {}
+    if get_environment(environment).uses_images:
+        stale = images.require_current(analysis, allow_stale_images)
     run_dir.mkdir(parents=True, exist_ok=True)
     with locked(run_dir.resolve()):
         if get_environment(environment).uses_images:
@@ -349,7 +391,8 @@ def run(analysis: Analysis, request: request_mod.Request, run_dir: Path, environ
 
             reap()  # containers left by runs that were killed outright
         plan = prepare(analysis, request, run_dir, environment)
-        outcome = RunOutcome(run_dir=Path(plan.run_dir), plan=plan, status="failed", started=started)
+        outcome = RunOutcome(run_dir=Path(plan.run_dir), plan=plan, status="failed", started=started,
+                             stale_images=stale)
         outcome.discarded = discard_changed_outputs(plan)
         for line in outcome.discarded:
             _warn(line)

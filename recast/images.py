@@ -19,6 +19,19 @@ holds only if the lock holds IDs: an ``id`` that is not ``sha256:`` and 64 hex
 digits (a tag, say, written by hand) is an error, as is a lock that is not the
 shape recast writes. Neither is ever silently rebuilt: the message says to run
 ``recast images build ID``.
+
+The lock also records what each image was built from (:func:`build_inputs`):
+the sha256 of its Dockerfile and of every file of the build context that the
+Dockerfile's ``COPY``/``ADD`` instructions take, less what the context's
+``.dockerignore`` leaves out (its ``*``, ``**``, ``?``, ``[...]`` and ``!``
+patterns, read as Docker reads them). An image whose Dockerfile or copied
+files changed since is *out of date* (:func:`stale`), and runs refuse it
+(:func:`require_current`). When recast cannot read the Dockerfile that simply
+(``$VARIABLES`` or URLs in a source, heredocs, ``--exclude``, bind mounts of
+the context, a ``# escape=`` directive) it hashes the whole context instead,
+and when it cannot read the ``.dockerignore`` (escapes with backslashes) it ignores
+nothing: either way an image is never wrongly taken as current. The lock
+files themselves are never hashed (recast writes them after a build).
 """
 
 from __future__ import annotations
@@ -29,7 +42,7 @@ import os
 import re
 import subprocess
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -60,17 +73,23 @@ def read_lock(analysis: Analysis) -> dict:
         return empty
     except (OSError, ValueError) as err:
         raise RecastError(f"{path}: unreadable image lock ({err}): delete it and run "
-                          f"`recast images build {analysis.id}`") from None
+                          f"`{_build_command(analysis)}`") from None
     if not isinstance(lock, dict):
         raise RecastError(f"{path}: not an image lock (expected a JSON object with analysis, version and images): "
-                          f"delete it and run `recast images build {analysis.id}`")
+                          f"delete it and run `{_build_command(analysis)}`")
     if lock.get("analysis") != analysis.id or lock.get("version") != analysis.version:
         return empty
     entries = lock.get("images")
     if not isinstance(entries, dict) or not all(isinstance(e, dict) for e in entries.values()):
         raise RecastError(f"{path}: images: expected an object of image name -> {{tag, id, ...}}: "
-                          f"delete the lock and run `recast images build {analysis.id}`")
+                          f"delete the lock and run `{_build_command(analysis)}`")
     return lock
+
+
+def _build_command(analysis: Analysis) -> str:
+    from recast.catalog import command
+
+    return command(analysis, "images build")
 
 
 def resolve(analysis: Analysis, name: str) -> ImageRef:
@@ -88,9 +107,261 @@ def resolve(analysis: Analysis, name: str) -> ImageRef:
         # A tag here would be looked up at run time, so whatever it names then would run: not pinned.
         shown = repr(image_id) if len(repr(image_id)) <= 80 else f"{repr(image_id)[:77]}..."
         raise RecastError(f"{lock_path(analysis)}: images.{name}.id is {shown}, not an image ID (sha256: and 64 hex "
-                          f"digits), so the image is not pinned: run `recast images build {analysis.id}` "
+                          f"digits), so the image is not pinned: run `{_build_command(analysis)}` "
                           "to build it and record its ID")
     return ImageRef(name=name, tag=spec.tag, id=image_id)
+
+
+def build_inputs(spec: ImageSpec, digests: dict | None = None) -> dict:
+    """What ``spec`` is built from: its Dockerfile's sha256 and the sha256 of each context file it copies.
+
+    ``digests`` caches file digests by (path, size, mtime, inode) across calls,
+    so that images sharing a context hash each file once.
+    """
+    digests = {} if digests is None else digests
+    try:
+        dockerfile = spec.dockerfile.read_bytes()
+    except OSError as err:
+        raise RecastError(f"image {spec.name!r}: cannot read its Dockerfile {spec.dockerfile} ({err.strerror})") from None
+    sources, why_all = _copied_sources(dockerfile.decode(errors="replace"))
+    ignore, why_unread = _dockerignore(spec.context)
+    files_ = {}
+    for relative, path in _context_walk(spec.context, sources, ignore):
+        files_[relative] = _digest(path, digests)
+    scope = "files the Dockerfile copies, less .dockerignore"
+    if why_all:
+        scope = f"every file of the context ({why_all})"
+    if why_unread:
+        scope += f"; .dockerignore not applied ({why_unread})"
+    return {"dockerfile_sha256": hashlib.sha256(dockerfile).hexdigest(),
+            "context_sha256": hashlib.sha256(json.dumps(files_, sort_keys=True).encode()).hexdigest(),
+            "context_files": files_, "context_scope": scope}
+
+
+def stale(analysis: Analysis) -> dict[str, str]:
+    """The built images of ``analysis`` that are out of date, each with why (what changed since its build)."""
+    lock = read_lock(analysis)["images"]
+    digests: dict = {}
+    found = {}
+    for name, spec in sorted(analysis.images.items()):
+        entry = lock.get(name, {})
+        if entry.get("tag") != spec.tag or not entry.get("id"):
+            continue  # not built: reported as such by whoever needs it
+        if not isinstance(entry.get("context_files"), dict) or not entry.get("dockerfile_sha256"):
+            found[name] = "built before recast recorded what images are built from"
+            continue
+        now = build_inputs(spec, digests)
+        if now["dockerfile_sha256"] != entry["dockerfile_sha256"]:
+            found[name] = f"its Dockerfile {_shown(spec.dockerfile)} changed since it was built"
+        elif now["context_sha256"] != entry.get("context_sha256"):
+            before = entry["context_files"]
+            changed = sorted(k for k in set(before) | set(now["context_files"])
+                             if before.get(k) != now["context_files"].get(k))
+            listed = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+            found[name] = f"{listed} changed since it was built"
+    return found
+
+
+def require_current(analysis: Analysis, allow_stale: bool = False) -> dict[str, str]:
+    """Refuse out-of-date images (unless ``allow_stale``); return those found out of date, with why."""
+    found = stale(analysis)
+    if found and not allow_stale:
+        reasons = "; ".join(f"{name}: {why}" for name, why in found.items())
+        raise RecastError(f"image out of date: run `{_build_command(analysis)}` "
+                          f"({reasons}); or pass --allow-stale-images to run the image that was built anyway")
+    return found
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _digest(path: Path, digests: dict) -> str:
+    st = path.lstat()
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode)
+    if key not in digests:
+        if path.is_symlink():  # Docker sends the link itself
+            digests[key] = "link:" + os.readlink(path)
+        else:
+            h = hashlib.sha256(b"x" if st.st_mode & 0o111 else b"-")  # the executable bit is copied too
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            digests[key] = h.hexdigest()
+    return digests[key]
+
+
+_ALL = ["."]
+
+
+def _instructions(text: str) -> Iterator[str]:
+    """A Dockerfile's instructions, continuation lines joined, comments left out."""
+    current = ""
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):  # a comment, also between continuation lines
+            continue
+        if line.rstrip().endswith("\\"):
+            current += line.rstrip()[:-1] + " "
+            continue
+        current += line
+        if current.strip():
+            yield current.strip()
+        current = ""
+    if current.strip():
+        yield current.strip()
+
+
+def _copied_sources(text: str) -> tuple[list[str], str | None]:
+    """The context paths (patterns) a Dockerfile's COPY and ADD take, or everything and why."""
+    if re.match(r"\s*#\s*escape\s*=", text):
+        return _ALL, "a # escape= directive"
+    sources = []
+    for line in _instructions(text):
+        keyword, _, rest = line.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "RUN" and re.search(r"--mount=\S*type=bind", rest) and "from=" not in rest:
+            return _ALL, "a RUN mounts the context"
+        if keyword not in ("COPY", "ADD"):
+            continue
+        if "<<" in rest:
+            return _ALL, "a heredoc"
+        args = rest.strip()
+        flags = []
+        while args.startswith("--"):
+            flag, _, args = args.partition(" ")
+            flags.append(flag)
+            args = args.strip()
+        if any(f.startswith("--from") for f in flags):
+            continue  # from another stage or image, not from the context
+        if any(f.startswith("--exclude") or f.startswith("--parents") for f in flags):
+            return _ALL, f"{keyword} {' '.join(flags)}"
+        try:
+            words = json.loads(args) if args.startswith("[") else args.split()
+        except ValueError:
+            return _ALL, f"an unreadable {keyword}"
+        if not isinstance(words, list) or len(words) < 2 or not all(isinstance(w, str) for w in words):
+            return _ALL, f"an unreadable {keyword}"
+        for source in words[:-1]:
+            if "$" in source or "://" in source or source.startswith("git@"):
+                return _ALL, f"{keyword} {source}"
+            cleaned = os.path.normpath(source.lstrip("/")) if source.strip("/") else "."
+            if cleaned == ".." or cleaned.startswith("../"):
+                return _ALL, f"{keyword} {source}"
+            sources.append(cleaned)
+    return sources, None
+
+
+def _pattern(pattern: str) -> re.Pattern | None:
+    """A Docker path pattern (``*``, ``**``, ``?``, ``[...]``) as a regular expression; None if it has escapes."""
+    if "\\" in pattern:
+        return None
+    out, i = "", 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**", i):
+            i += 2
+            if pattern.startswith("/", i):
+                out += "(?:.*/)?"
+                i += 1
+            else:
+                out += ".*"
+            continue
+        if c == "*":
+            out += "[^/]*"
+        elif c == "?":
+            out += "[^/]"
+        elif c == "[":
+            end = pattern.find("]", i + 2)
+            if end < 0:
+                return None
+            body = pattern[i + 1:end]
+            out += "[" + ("^" + body[1:] if body[:1] in "^!" else body) + "]"
+            i = end
+        else:
+            out += re.escape(c)
+        i += 1
+    return re.compile(out + r"\Z")
+
+
+def _dockerignore(context: Path) -> tuple[list[tuple[bool, re.Pattern]], str | None]:
+    """The context's .dockerignore as (excluded?, pattern) in order, or nothing and why it could not be read."""
+    try:
+        text = (context / ".dockerignore").read_text()
+    except FileNotFoundError:
+        return [], None
+    except (OSError, UnicodeDecodeError) as err:
+        return [], f"unreadable: {err}"
+    rules = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negated = line.startswith("!")
+        line = line[1:].strip() if negated else line
+        line = os.path.normpath(line.lstrip("/")) if line.strip("/") else "."
+        compiled = _pattern(line)
+        if compiled is None:
+            return [], f"pattern {line!r} uses escapes"
+        rules.append((not negated, compiled))
+    return rules, None
+
+
+def _ignored(relative: str, rules: list[tuple[bool, re.Pattern]]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parent folders decides."""
+    parts = relative.split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    ignored = False
+    for exclude, pattern in rules:
+        if any(pattern.match(p) for p in prefixes):
+            ignored = exclude
+    return ignored
+
+
+def _is_lock(relative: str) -> bool:
+    name = relative.rsplit("/", 1)[-1]
+    return name == LOCK_FILE or name.startswith(f".{LOCK_FILE}.")
+
+
+def _context_walk(context: Path, sources: list[str], rules) -> Iterator[tuple[str, Path]]:
+    """(relative path, path) of each context file that a source names and .dockerignore keeps, sorted."""
+    literal = all(not re.search(r"[*?\[]", s) for s in sources)
+    roots = ["."] if "." in sources or not literal else sorted(set(sources))
+    chosen = [_pattern(s) for s in sources]
+    negations = any(not exclude for exclude, _ in rules)
+    seen = set()
+    for root in roots:
+        start = context / root
+        if start.is_symlink() or start.is_file():
+            candidates = [start]
+        elif start.is_dir():
+            candidates = []
+            for folder, dirs, names in os.walk(start):
+                rel_folder = os.path.relpath(folder, context)
+                if not negations:  # a folder ignored without exceptions is not sent at all
+                    dirs[:] = [d for d in dirs if not _ignored(os.path.normpath(f"{rel_folder}/{d}"), rules)]
+                dirs.sort()
+                # os.walk does not descend into links to folders; Docker sends such a link as a link
+                candidates += [Path(folder, n) for n in sorted(names)]
+                candidates += [Path(folder, d) for d in dirs if Path(folder, d).is_symlink()]
+        else:
+            continue
+        for path in candidates:
+            relative = path.relative_to(context).as_posix()
+            if relative in seen or _is_lock(relative) or _ignored(relative, rules):
+                continue
+            if not ("." in sources or any(p is not None and any(p.match(q) for q in _parents(relative))
+                                          for p in chosen)):
+                continue
+            seen.add(relative)
+            yield relative, path
+
+
+def _parents(relative: str) -> list[str]:
+    parts = relative.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def build(analysis: Analysis, base: str | None = None, progress: Progress | None = None) -> dict[str, ImageRef]:
@@ -110,6 +381,9 @@ def build(analysis: Analysis, base: str | None = None, progress: Progress | None
                 f"without one, leave out --base to build on {DEFAULT_BASE}, made locally)")
     lock = read_lock(analysis)
     built = {}
+    # What each image is built from, read before its build: a file edited during it leaves the image stale.
+    digests: dict = {}
+    inputs_before = {spec.name: build_inputs(spec, digests) for spec in analysis.images.values()}
     for spec in analysis.images.values():
         try:
             image_id = _build_one(api, analysis, spec, base, progress)
@@ -118,7 +392,7 @@ def build(analysis: Analysis, base: str | None = None, progress: Progress | None
         lock["images"][spec.name] = {
             "tag": spec.tag,
             "id": image_id,
-            "dockerfile_sha256": hashlib.sha256(spec.dockerfile.read_bytes()).hexdigest(),
+            **inputs_before[spec.name],
             "base": base,
             "base_id": find_image(api, base),
             "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -3,6 +3,7 @@
 Canonical digests of the analysis spec (templates included) and of the
 request; sha256 of every input file; the image pinned for each step; the
 versions of recast, Snakemake, pyhf and Python; the environment and executor;
+the images run although out of date (``--allow-stale-images``), with why;
 and, per job, its start and end times and exit status (from the job records
 written by :mod:`recast.job`, which survive incremental re-runs).
 """
@@ -67,6 +68,8 @@ def collect(analysis: Analysis, request: Request, plan: Plan, executor: str, out
         "environment": plan.environment,
         "executor": executor,
         "images": {job.id: job.image for job in plan.jobs} if get_environment(plan.environment).uses_images else {},
+        # Images run although out of date (`recast run --allow-stale-images`), with what changed since their build.
+        "images_out_of_date": dict(getattr(outcome, "stale_images", {}) or {}),
         "run": {"id": plan.run_id, "status": outcome.status, "started": outcome.started, "ended": outcome.ended,
                 "jobs_run": outcome.jobs_run, "outputs_discarded": outcome.discarded},
         "results": analysis.results,
