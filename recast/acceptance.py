@@ -45,7 +45,8 @@ class Case:
                 "checks": [o.__dict__ for o in self.outcomes]}
 
 
-def test_example(analysis: Analysis, example: str, workdir: Path, environment: str, cores: int = 1) -> Case:
+def test_example(analysis: Analysis, example: str, workdir: Path, environment: str, cores: int = 1,
+                 allow_stale_images: bool = False) -> Case:
     from recast import execution
 
     case = Case(analysis.id, f"example:{example}")
@@ -53,13 +54,17 @@ def test_example(analysis: Analysis, example: str, workdir: Path, environment: s
     try:
         ex = analysis.examples[example]
         if ex.reference is None:
-            raise RecastError(f"example {example!r} of {analysis.id} has no reference results to compare with")
+            from recast.catalog import command
+
+            raise RecastError(f"example {example!r} of {analysis.id} has no reference results to compare with: "
+                              f"make them with `{command(analysis, 'test', '--update-reference')}`")
         reference = _load_reference(ex.reference)
         relative, absolute = checks_mod.tolerances(ex.tolerances, str(analysis.spec_path))
         run_dir = workdir / analysis.id / example
         case.run_dir = str(run_dir)
         request = request_mod.load(analysis, ex.request)
-        execution.run(analysis, request, run_dir, environment=environment, cores=cores)
+        execution.run(analysis, request, run_dir, environment=environment, cores=cores,
+                      allow_stale_images=allow_stale_images)
         found = json.loads((run_dir / "results.json").read_text())
         case.outcomes += [checks_mod.Outcome(f"value {o.name}", o.passed, o.expected, o.found, o.message)
                           for o in checks_mod.compare(found["values"], reference["values"], relative, absolute)]
@@ -71,6 +76,64 @@ def test_example(analysis: Analysis, example: str, workdir: Path, environment: s
         case.error = str(exc)
     case.seconds = time.monotonic() - started
     return case
+
+
+@dataclass
+class ReferenceUpdate:
+    """``recast test --update-reference``: one example's reference results, written from a fresh run."""
+
+    analysis: str
+    example: str
+    path: Path
+    run_dir: Path
+    previous: bool  # whether there was a reference before
+    changes: list[checks_mod.Outcome]  # values that differ from the previous reference (within its tolerances)
+
+    def to_json(self) -> dict:
+        return {"analysis": self.analysis, "example": self.example, "reference": str(self.path),
+                "run_dir": str(self.run_dir), "previous": self.previous,
+                "changes": [o.__dict__ for o in self.changes]}
+
+
+def update_reference(analysis: Analysis, example: str, workdir: Path, environment: str, cores: int = 1,
+                     allow_stale_images: bool = False) -> ReferenceUpdate:
+    """Run ``example`` afresh and write its ``results.json`` as the reference the spec declares.
+
+    The reference file need not exist yet (``examples.NAME.reference`` in
+    analysis.yaml names where it goes); the run goes into a new test run
+    folder, never reusing an earlier test run's outputs. Returns what changed
+    against the previous reference.
+    """
+    import shutil
+
+    from recast import execution
+    from recast.catalog import command
+
+    if example not in analysis.examples:
+        raise RecastError(f"analysis {analysis.id} has no example {example!r} "
+                          f"(examples: {', '.join(sorted(analysis.examples)) or 'none'})")
+    ex = analysis.examples[example]
+    declared = (analysis.document.get("examples", {}).get(example) or {}).get("reference")
+    if not declared:
+        raise RecastError(f"{analysis.spec_path}: examples.{example} has no `reference:`: add "
+                          f"`reference: examples/{example}.results.json` (the file need not exist yet), "
+                          f"then run `{command(analysis, 'test', '--update-reference')}` again")
+    path = files.confined(analysis.root, declared, f"examples.{example}.reference")
+    previous = _load_reference(path) if path.is_file() else None
+    run_dir = workdir / analysis.id / example
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # recast test's own folder, never a user's run: a fresh run
+    request = request_mod.load(analysis, ex.request)
+    execution.run(analysis, request, run_dir, environment=environment, cores=cores,
+                  allow_stale_images=allow_stale_images)
+    found = json.loads((run_dir / "results.json").read_text())
+    changes = []
+    if previous is not None:
+        relative, absolute = checks_mod.tolerances(ex.tolerances, str(analysis.spec_path))
+        changes = [o for o in checks_mod.compare(found["values"], previous["values"], relative, absolute)
+                   if not o.passed]
+    files.atomic_write(path, json.dumps(found, indent=1, sort_keys=True) + "\n")
+    return ReferenceUpdate(analysis.id, example, path, run_dir, previous is not None, changes)
 
 
 def _load_reference(path: Path) -> dict:
@@ -86,7 +149,8 @@ def _load_reference(path: Path) -> dict:
     return document
 
 
-def test_step(analysis: Analysis, step: str, workdir: Path, environment: str) -> Case:
+def test_step(analysis: Analysis, step: str, workdir: Path, environment: str,
+              allow_stale_images: bool = False) -> Case:
     """Run one template on the entry's stored fixtures and apply the step's checks."""
     from recast import execution, plan
     from recast.environments import ImageRef, Job, get_environment
@@ -123,7 +187,14 @@ def test_step(analysis: Analysis, step: str, workdir: Path, environment: str) ->
         uses_images = get_environment(environment).uses_images
         image = execution.image_lock(analysis).get(template.image, {}) if uses_images else {}
         if uses_images and not image.get("id"):
-            raise RecastError(f"image {template.image!r} of {analysis.id} is not built: run `recast images build {analysis.id}`")
+            from recast.catalog import command
+
+            raise RecastError(f"image {template.image!r} of {analysis.id} is not built: "
+                              f"run `{command(analysis, 'images build')}`{execution.host_alternative(analysis)}")
+        if uses_images:
+            from recast import images
+
+            images.require_current(analysis, allow_stale_images)
         log = outdir.parent / f"{step}.log"
         log.unlink(missing_ok=True)
         job = Job(run_id=f"{analysis.id}-test", step=step, argv=plan.command_line(template, values), outdir=outdir,

@@ -48,7 +48,8 @@ def _terminate(signum, frame):
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        cli.main(standalone_mode=False)
+        # Named "recast" however it is started (python -m recast too), for usage lines and shell completion.
+        cli.main(prog_name="recast", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from recast import catalog as catalog_mod
-from recast.cli.common import catalog_option, console, emit_json, json_option, table
+from recast.cli.common import catalog_option, complete_analysis, console, emit_json, json_option, table
 from recast.errors import RecastError
 from recast.validate import SPEC_FILE, check
 
@@ -35,7 +35,7 @@ def ls(catalog_dir, as_json):
 
 
 @catalog.command()
-@click.argument("analysis_id")
+@click.argument("analysis_id", shell_complete=complete_analysis)
 @catalog_option
 @json_option
 def show(analysis_id, catalog_dir, as_json):
@@ -55,12 +55,30 @@ def show(analysis_id, catalog_dir, as_json):
             [s.name, s.template, s.scatter or "", analysis.templates[s.template].image,
              " ".join(analysis.templates[s.template].argv)] for s in analysis.stages]))
     if analysis.request_parameters:
-        console.print(table("request parameters", ["name", "type", "default", "description"], [
-            [p.name, p.type + (f" of {p.items.type}" if p.items else ""), p.default if p.has_default else "(required)",
-             p.description] for p in analysis.request_parameters.values()]))
+        console.print(table("request parameters (a[].b: field b of each element of the list a)",
+                            ["name", "type", "default", "description"], [
+            row for p in analysis.request_parameters.values() for row in _parameter_rows(p)]))
     if analysis.examples:
         console.print(table("examples", ["name", "request", "description"],
                             [[e.name, e.request.relative_to(analysis.root), e.description] for e in analysis.examples.values()]))
+
+
+def _parameter_rows(param, prefix: str = "") -> list[list]:
+    """One row per parameter, and one per field of a list of objects or an object (``signals[].name``)."""
+    kind = param.type + (f" of {param.items.type}" if param.items else "")
+    unit = param.schema.get("unit")
+    required = "(required)"
+    row = [f"{prefix}{param.name}", kind + (f" [{unit}]" if unit else ""),
+           param.default if param.has_default else required, param.description]
+    rows = [row]
+    fields = param.items if param.items is not None and param.items.type == "object" else param
+    if fields.type == "object":
+        inner = f"{prefix}{param.name}{'[].' if fields is not param else '.'}"
+        for name, field in fields.properties.items():
+            sub = _parameter_rows(field, inner)
+            sub[0][2] = field.default if field.has_default else (required if name in fields.required else "(optional)")
+            rows += sub
+    return rows
 
 
 @catalog.command()
@@ -77,7 +95,7 @@ def search(text, catalog_dir, as_json):
 
 
 @catalog.command("check")
-@click.argument("analysis_ids", nargs=-1)
+@click.argument("analysis_ids", nargs=-1, shell_complete=complete_analysis)
 @catalog_option
 @json_option
 def check_command(analysis_ids, catalog_dir, as_json):
@@ -110,7 +128,7 @@ def check_command(analysis_ids, catalog_dir, as_json):
 
 
 @catalog.command()
-@click.argument("analysis_id")
+@click.argument("analysis_id", shell_complete=complete_analysis)
 @catalog_option
 def pin(analysis_id, catalog_dir):
     """Record the sha256 of every file ANALYSIS refers to, in preserved/files.sha256."""
@@ -122,30 +140,35 @@ def pin(analysis_id, catalog_dir):
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@catalog_option
 @json_option
-def validate(paths, as_json):
-    """Check analysis specs: one entry (folder or analysis.yaml) or a whole catalog folder.
+def validate(paths, catalog_dir, as_json):
+    """Check analysis specs (an entry's folder or analysis.yaml, or a whole catalog folder) and requests.
 
-    Checks the schemas and beyond: referenced templates, files and images exist,
+    Specs: the schemas and beyond: referenced templates, files and images exist,
     placeholders are declared parameters and parameters are used, the workflow
-    is acyclic, scatters run over lists, example requests are valid.
+    is acyclic, scatters run over lists, example requests are valid. A request
+    (a file with `schema: recast/request/...`) is checked against the analysis
+    it names, in the catalog (--catalog), as `recast run` would check it.
     """
-    targets = []
+    targets, report = [], []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir() and not (path / SPEC_FILE).is_file():
+        if path.is_file() and path.name != SPEC_FILE and (problems := _check_request(path, catalog_dir)) is not None:
+            report.append({"entry": str(path), "kind": "request", "valid": not problems,
+                           "problems": [{"file": f, "field": w, "message": m} for f, w, m in problems]})
+        elif path.is_dir() and not (path / SPEC_FILE).is_file():
             found = catalog_mod.entries(path)
             if not found:
                 raise RecastError(f"{path}: neither a catalog entry (no {SPEC_FILE}) nor a catalog (no entries)")
             targets.extend(found)
         else:
             targets.append(path)
-    report = []
     for target in targets:
         analysis, problems = check(target)
         if analysis is not None:
             problems = _check_examples(analysis)
-        report.append({"entry": str(target), "valid": not problems,
+        report.append({"entry": str(target), "kind": "analysis", "valid": not problems,
                        "problems": [{"file": f, "field": w, "message": m} for f, w, m in problems]})
     if as_json:
         emit_json(report)
@@ -173,3 +196,33 @@ def _check_examples(analysis) -> list[tuple[str, str, str]]:
         except SpecError as exc:
             problems.extend(exc.problems)
     return problems
+
+
+def _check_request(path: Path, catalog_dir) -> list[tuple[str, str, str]] | None:
+    """The problems of a request file checked against the analysis it names; None if it is not a request."""
+    from recast import request as request_mod
+    from recast import spec
+    from recast.errors import SpecError
+
+    try:
+        document = spec.load_document(path, max_bytes=request_mod.MAX_BYTES, max_values=request_mod.MAX_VALUES)
+    except SpecError:
+        return None  # not readable as a request: checked as a spec, which says what is wrong
+    if not (isinstance(document, dict) and str(document.get("schema", "")).startswith("recast/request/")):
+        return None
+    analysis_id = document.get("analysis")
+    if not isinstance(analysis_id, str):
+        return [(str(path), "analysis", "a request names the analysis it is for (analysis: ID), so that it "
+                                        "can be checked against that analysis's parameters")]
+    try:
+        analysis = catalog_mod.load(catalog_dir, analysis_id)
+    except SpecError as exc:
+        return [(str(path), "analysis", f"analysis {analysis_id!r} is not valid itself: run `recast validate` on it")] \
+            + exc.problems[:5]
+    except RecastError as exc:
+        return [(str(path), "analysis", str(exc))]
+    try:
+        request_mod.load(analysis, path)
+    except SpecError as exc:
+        return exc.problems
+    return []

@@ -6,7 +6,7 @@ import click
 from rich.text import Text
 
 from recast import catalog as catalog_mod
-from recast.cli.common import catalog_option, console, emit_json, err_console, json_option, table
+from recast.cli.common import catalog_option, complete_analysis, console, emit_json, err_console, json_option, table
 
 
 @click.group()
@@ -15,7 +15,7 @@ def images():
 
 
 @images.command()
-@click.argument("analysis_ids", metavar="[ANALYSIS]...", nargs=-1)
+@click.argument("analysis_ids", metavar="[ANALYSIS]...", nargs=-1, shell_complete=complete_analysis)
 @click.option("--base", metavar="IMAGE", default=None,
               help="Base image for every Dockerfile (build argument BASE), e.g. python:3.11-slim "
                    "from a registry. Default: recast/base:bookworm, made locally with debootstrap if missing.")
@@ -48,7 +48,7 @@ def build(analysis_ids, base, catalog_dir, as_json, quiet):
 
 
 @images.command()
-@click.argument("analysis_id", metavar="ANALYSIS")
+@click.argument("analysis_id", metavar="ANALYSIS", shell_complete=complete_analysis)
 @click.argument("names", nargs=-1)
 @catalog_option
 @json_option
@@ -71,7 +71,7 @@ def save(analysis_id, names, catalog_dir, as_json):
 
 
 @images.command()
-@click.argument("analysis_id", metavar="ANALYSIS")
+@click.argument("analysis_id", metavar="ANALYSIS", shell_complete=complete_analysis)
 @click.argument("names", nargs=-1)
 @catalog_option
 @json_option

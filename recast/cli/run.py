@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -9,14 +10,15 @@ import click
 
 from recast import catalog as catalog_mod
 from recast import request as request_mod
-from recast.cli.common import band, catalog_option, is_band, console, emit_json, err_console, json_option, table
+from recast.cli.common import (allow_stale_option, band, catalog_option, complete_analysis, console, emit_json,
+                               err_console, is_band, json_option, table)
 from recast.environments import ENVIRONMENTS
 from recast.errors import RecastError
 from recast.executors import EXECUTORS
 
 
 @click.command()
-@click.argument("analysis_id")
+@click.argument("analysis_id", shell_complete=complete_analysis)
 @click.option("--request", "request_file", type=click.Path(dir_okay=False),
               help="Reinterpretation request (YAML or JSON); files in it are relative to its folder.")
 @click.option("--example", help="Run one of the analysis's example requests instead (see `recast catalog show`).")
@@ -27,9 +29,12 @@ from recast.executors import EXECUTORS
 @click.option("--cores", type=click.IntRange(min=1), default=1, show_default=True, help="Jobs run at once (local executor).")
 @click.option("--workdir", type=click.Path(file_okay=False),
               help="Run folder (default: runs/ANALYSIS/REQUEST-NAME). Re-running into the same folder only redoes what changed.")
+@click.option("--dry-run", is_flag=True, help="Check the request and print the plan (jobs, images, inputs); run nothing.")
+@allow_stale_option
 @catalog_option
 @json_option
-def run(analysis_id, request_file, example, environment, executor, cores, workdir, catalog_dir, as_json):
+def run(analysis_id, request_file, example, environment, executor, cores, workdir, dry_run, allow_stale_images,
+        catalog_dir, as_json):
     """Re-run ANALYSIS on a reinterpretation request; write results.json and provenance.json."""
     from recast import execution
 
@@ -49,11 +54,16 @@ def run(analysis_id, request_file, example, environment, executor, cores, workdi
     # The request file's name may be anything (".yaml", "a.b.yaml", "../x"): the library makes it one safe folder.
     name = name or request_mod.run_name(request_path, request.digest)
     run_dir = Path(workdir) if workdir else Path("runs") / analysis.id / name
+    if dry_run:
+        plan = execution.dry_run(analysis, request, run_dir, environment, allow_stale_images)
+        _print_plan(plan, request_path, as_json)
+        return
     started = time.monotonic()
     if not as_json:
         err_console.print(f"running [bold]{analysis.id}[/bold] {analysis.version} on {request_path} "
                           f"in {run_dir} (environment {environment}, executor {executor})", highlight=False)
-    outcome = execution.run(analysis, request, run_dir, environment=environment, executor=executor, cores=cores)
+    outcome = execution.run(analysis, request, run_dir, environment=environment, executor=executor, cores=cores,
+                            allow_stale_images=allow_stale_images)
     elapsed = time.monotonic() - started
     summary = {"run_dir": str(outcome.run_dir), "status": outcome.status, "jobs_run": outcome.jobs_run,
                "jobs_total": len(outcome.plan.jobs), "seconds": round(elapsed, 2),
@@ -67,6 +77,28 @@ def run(analysis_id, request_file, example, environment, executor, cores, workdi
         err_console.print(f"{len(outcome.jobs_run)} of {len(outcome.plan.jobs)} jobs ran in {elapsed:.1f} s; "
                           f"results in {outcome.run_dir}", highlight=False)
         _print_results(outcome.run_dir)
+
+
+def _print_plan(plan, request_path: Path, as_json: bool) -> None:
+    run_dir = Path(plan.run_dir)
+
+    def shown(path: str) -> str:
+        p = Path(path)
+        return str(p.relative_to(run_dir)) if p.is_relative_to(run_dir) else str(p)
+
+    jobs = [{"job": job.id, "stage": job.stage, "image": job.image.get("name") if plan.environment == "docker" else "host",
+             "image_id": job.image.get("id"), "inputs": [shown(i) for i in job.inputs], "command": job.argv}
+            for job in plan.jobs]
+    if as_json:
+        emit_json({"dry_run": True, "run_dir": str(run_dir), "environment": plan.environment,
+                   "request_digest": plan.request_digest, "jobs": jobs})
+        return
+    err_console.print(f"dry run: {len(jobs)} jobs of {plan.analysis['id']} {plan.analysis['version']} on "
+                      f"{request_path}, in {run_dir} (environment {plan.environment}); nothing was run or written",
+                      highlight=False)
+    console.print(table("plan", ["job", "image", "inputs"], [
+        [j["job"], j["image"] + (f" {j['image_id'][7:19]}" if j["image_id"] else ""), "\n".join(j["inputs"])]
+        for j in jobs]))
 
 
 @click.command()
@@ -103,10 +135,11 @@ def _print_results(run_dir: Path) -> None:
     console.print(f"[bold]{doc['analysis']['id']}[/bold] {doc['analysis']['version']}  "
                   f"run {doc['run']['id']} ({doc['run']['environment']})", highlight=False)
     scalars = []
+    inputs = _request_fields(run_dir)
     for name, value in doc["values"].items():
         rows = _rows(value)
         if rows:
-            columns = sorted(dict.fromkeys(c for r in rows for c in r), key=lambda c: c != "name")
+            columns = column_order(dict.fromkeys(c for r in rows for c in r), inputs)
             cells = [[band(r[c]) if is_band(c, r.get(c)) else r.get(c) for c in columns] for r in rows]
             has_bands = any(is_band(c, r.get(c)) for r in rows for c in columns)
             console.print(table(f"{name} (expected bands: median [-2σ, +2σ])" if has_bands else name, columns, cells))
@@ -117,6 +150,44 @@ def _print_results(run_dir: Path) -> None:
     if doc["files"]:
         console.print(table("files", ["name", "path", "sha256"],
                             [[k, v["path"], v["sha256"][:16]] for k, v in doc["files"].items()]))
+
+
+def column_order(columns, inputs: list[str]) -> list[str]:
+    """Columns as a reader scans them: name, masses, the other request inputs, then results.
+
+    ``inputs`` are the request's field names in the order given; results
+    keep their order, except that an observed value (``*_obs``) comes just
+    before its expected one (``*_exp``).
+    """
+    columns = list(columns)
+    given = [c for c in inputs if c in columns]
+    is_mass = lambda c: c.lower().startswith("m_") or "mass" in c.lower()  # noqa: E731
+    first = (["name"] if "name" in columns else []) + [c for c in given if is_mass(c) and c != "name"] \
+        + [c for c in given if not is_mass(c) and c != "name"]
+    rest = [c for c in columns if c not in first]
+    stems = {c[:-4] for c in rest if c.endswith("_obs")}
+    results = []
+    for c in rest:
+        if c.endswith("_exp") and c[:-4] in stems:
+            continue  # placed after its _obs
+        results.append(c)
+        if c.endswith("_obs") and f"{c[:-4]}_exp" in rest:
+            results.append(f"{c[:-4]}_exp")
+    return first + results
+
+
+def _request_fields(run_dir: Path) -> list[str]:
+    """The field names of the run's request, in order: its parameters, and the fields of its lists of records."""
+    try:
+        parameters = json.loads((Path(run_dir) / "request.json").read_text()).get("parameters", {})
+    except (OSError, ValueError, AttributeError):
+        return []
+    fields = []
+    for key, value in parameters.items():
+        fields.append(key)
+        if isinstance(value, list):
+            fields += [k for item in value if isinstance(item, dict) for k in item]
+    return list(dict.fromkeys(fields))
 
 
 def _rows(value) -> list[dict] | None:
