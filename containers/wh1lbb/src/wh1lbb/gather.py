@@ -93,40 +93,73 @@ def write_csv(path: Path, summary: dict) -> None:
 
 
 def plot_limits(path: Path, summary: dict) -> None:
-    """95% CL upper limit on mu versus m(C1/N2): expected band, observed line, mu = 1."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """95% CL upper limit on mu versus m(C1/N2), one set of curves per m(N1) (see :func:`limit_figure`)."""
     import matplotlib.pyplot as plt
 
-    points = summary["points"]
-    masses = [p["m_C1N2"] for p in points]
-    expected = list(zip(*(p["mu_up_exp"] for p in points))) if points else [[]] * 5
-    lsp_masses = sorted({p["m_N1"] for p in points})
-    lsp_label = f"m($\\tilde\\chi^0_1$) = {lsp_masses[0]:g} GeV" if len(lsp_masses) == 1 else "several m($\\tilde\\chi^0_1$)"
-
-    fig, ax = plt.subplots(figsize=(7, 5), dpi=100)
-    ax.fill_between(masses, expected[0], expected[4], color="#ffdf00", label=r"Expected $\pm 2\sigma$", linewidth=0)
-    ax.fill_between(masses, expected[1], expected[3], color="#00c800", label=r"Expected $\pm 1\sigma$", linewidth=0)
-    ax.plot(masses, expected[2], "k--", label="Expected limit")
-    ax.plot(masses, [p["mu_up_obs"] for p in points], "k-", marker="o", label="Observed limit")
-    ax.axhline(1.0, color="red", linewidth=1.2, label=r"$\mu = 1$")
-    ax.set_yscale("log")
-    ax.set_xlabel(r"m($\tilde\chi^\pm_1$/$\tilde\chi^0_2$) [GeV]")
-    ax.set_ylabel(r"95% CL upper limit on signal strength $\mu$")
-    ax.set_title(f"{ana.ANALYSIS_ID}: {ana.TITLE}\n"
-                 f"$\\sqrt{{s}}$ = 13 TeV, {ana.LUMINOSITY_FB:g} fb$^{{-1}}$, {lsp_label}", fontsize=10)
-    if points:
-        # Room above the curves for the legend.
-        low = min(min(expected[0]), min(p["mu_up_obs"] for p in points), 1.0)
-        high = max(max(expected[4]), max(p["mu_up_obs"] for p in points), 1.0)
-        ax.set_ylim(low / 1.5, high * 6.0)
-    ax.legend(loc="upper left", ncol=2, frameon=False)
-    ax.grid(True, which="major", alpha=0.3)
+    fig = limit_figure(summary)
     fig.tight_layout()
     # No "Software" entry: the image is the same whichever matplotlib wrote it, bar rendering.
     fig.savefig(path, format="png", metadata={"Software": None})
     plt.close(fig)
+
+
+def limit_figure(summary: dict):
+    """The limit plot as a matplotlib figure.
+
+    Points are joined only along a line of fixed m(N1): one m(N1) gets the
+    expected limit with its 1 and 2 sigma bands and the observed limit; several
+    get, per m(N1), the observed (solid) and expected (dashed) limit with its
+    1 sigma band, in one colour each. The log axis labels 2 and 5 times each
+    power of ten as well, so that values can be read off.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import ticker
+
+    points = summary["points"]
+    lsp_masses = sorted({p["m_N1"] for p in points})
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=100)
+    for i, lsp in enumerate(lsp_masses):
+        line = sorted((p for p in points if p["m_N1"] == lsp), key=lambda p: p["m_C1N2"])
+        masses = [p["m_C1N2"] for p in line]
+        expected = list(zip(*(p["mu_up_exp"] for p in line)))
+        lsp_label = f"m($\\tilde\\chi^0_1$) = {lsp:g} GeV"
+        if len(lsp_masses) == 1:
+            ax.fill_between(masses, expected[0], expected[4], color="#ffdf00", label=r"Expected $\pm 2\sigma$",
+                            linewidth=0)
+            ax.fill_between(masses, expected[1], expected[3], color="#00c800", label=r"Expected $\pm 1\sigma$",
+                            linewidth=0)
+            ax.plot(masses, expected[2], "k--", label="Expected limit")
+            ax.plot(masses, [p["mu_up_obs"] for p in line], "k-", marker="o", label="Observed limit")
+        else:
+            colour = f"C{i % 10}"
+            ax.fill_between(masses, expected[1], expected[3], color=colour, alpha=0.2, linewidth=0)
+            ax.plot(masses, expected[2], "--", color=colour, label=f"Expected ($\\pm 1\\sigma$), {lsp_label}")
+            ax.plot(masses, [p["mu_up_obs"] for p in line], "-", color=colour, marker="o",
+                    label=f"Observed, {lsp_label}")
+    ax.axhline(1.0, color="red", linewidth=1.2, label=r"$\mu = 1$")
+    ax.set_yscale("log")
+    labels = ticker.FuncFormatter(lambda value, _: f"{value:g}")
+    ax.yaxis.set_major_locator(ticker.LogLocator(base=10))
+    ax.yaxis.set_major_formatter(labels)
+    ax.yaxis.set_minor_locator(ticker.LogLocator(base=10, subs=(2.0, 5.0)))
+    ax.yaxis.set_minor_formatter(labels)
+    ax.set_xlabel(r"m($\tilde\chi^\pm_1$/$\tilde\chi^0_2$) [GeV]")
+    ax.set_ylabel(r"95% CL upper limit on signal strength $\mu$")
+    subtitle = (f", m($\\tilde\\chi^0_1$) = {lsp_masses[0]:g} GeV" if len(lsp_masses) == 1 else "")
+    ax.set_title(f"{ana.ANALYSIS_ID}: {ana.TITLE}\n"
+                 f"$\\sqrt{{s}}$ = 13 TeV, {ana.LUMINOSITY_FB:g} fb$^{{-1}}${subtitle}", fontsize=10)
+    if points:
+        # Room above the curves for the legend.
+        low = min(min(min(p["mu_up_exp"]) for p in points), min(p["mu_up_obs"] for p in points), 1.0)
+        high = max(max(max(p["mu_up_exp"]) for p in points), max(p["mu_up_obs"] for p in points), 1.0)
+        ax.set_ylim(low / 1.5, high * (6.0 if len(lsp_masses) == 1 else 4.0 ** min(len(lsp_masses), 3)))
+    ax.legend(loc="upper left", ncol=1 if len(lsp_masses) > 1 else 2, frameon=False, fontsize="small")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.grid(True, which="minor", alpha=0.1)
+    return fig
 
 
 def build_parser() -> argparse.ArgumentParser:
