@@ -262,10 +262,11 @@ def test_update_reference_makes_the_first_reference_then_shows_what_changed(toy,
 
 def test_readme_gives_the_order_run_save_reference_pin():
     readme = (ROOT / "README.md").read_text()
-    steps = ["recast run ID --example", "recast test ID --update-reference", "recast catalog pin ID",
-             "recast catalog check ID"]
-    positions = [readme.find(step) for step in steps]
-    assert -1 not in positions and positions == sorted(positions), positions
+    block = readme[readme.index("recast images build ID    "):]
+    commands = [line.split("#")[0].strip() for line in block[:block.index("```")].splitlines()]
+    assert commands == ["recast images build ID", "recast run ID --example default",
+                        "recast test ID --update-reference", "recast catalog pin ID", "recast catalog check ID",
+                        "recast test ID"]
 
 
 # -- 7. the limit plot ---------------------------------------------------------------------------------------
