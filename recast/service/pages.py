@@ -91,6 +91,12 @@ def live_js():
                     media_type="text/javascript", headers={"Cache-Control": "max-age=300"})
 
 
+@router.get("/favicon.ico")
+def favicon():
+    """No icon: an empty answer rather than a 404 in every browser's console."""
+    return Response(status_code=204, headers={"Cache-Control": "max-age=86400"})
+
+
 # -- catalog ----------------------------------------------------------------------------------
 
 
@@ -125,12 +131,37 @@ def _field(name: str, param: dict, example) -> dict:
     import yaml
 
     simple = param["type"] in ("string", "number", "integer", "boolean", "file")
-    value = example if example is not None else param.get("default")
+    value = _uploaded_names(param, example) if example is not None else param.get("default")
     if not simple:
-        value = yaml.safe_dump(value, default_flow_style=None, sort_keys=False).strip() if value is not None else ""
+        value = yaml.safe_dump(value, default_flow_style=None, sort_keys=False, allow_unicode=True).strip() \
+            if value is not None else ""
     return {"name": name, "type": param["type"], "description": param.get("description", ""),
             "required": "default" not in param, "simple": simple, "value": "" if value is None else value,
-            "schema": json.dumps(param, sort_keys=True)}
+            "parts": _parts(param), "schema": json.dumps(param, sort_keys=True, ensure_ascii=False)}
+
+
+def _uploaded_names(param: dict, value):
+    """An example's value with its files named as a browser uploads them: by their base names
+    (``samples/a.lhe.gz`` -> ``a.lhe.gz``), so that the pre-filled form is valid once the files are chosen."""
+    kind = param.get("type")
+    if kind == "file" and isinstance(value, str):
+        return value.rsplit("/", 1)[-1]
+    if kind == "list" and isinstance(value, list) and isinstance(param.get("items"), dict):
+        return [_uploaded_names(param["items"], v) for v in value]
+    if isinstance(value, dict) and isinstance(param.get("properties"), dict):
+        return {k: _uploaded_names(param["properties"].get(k, {}), v) for k, v in value.items()}
+    return value
+
+
+def _parts(param: dict) -> list[dict]:
+    """The fields of a structured parameter (of each of its items, for a list), to list under its text box."""
+    shape = param.get("items") if param.get("type") == "list" else param
+    if not isinstance(shape, dict) or not isinstance(shape.get("properties"), dict):
+        return []
+    required = set(shape.get("required") or ())
+    return [{"name": k, "type": v.get("type", ""), "required": k in required,
+             "unit": v.get("unit", ""), "suffixes": v.get("suffixes") or [], "description": v.get("description", "")}
+            for k, v in shape["properties"].items()]
 
 
 def _document_from_form(fields: dict[str, list[str]], parameters: dict) -> str:

@@ -6,6 +6,7 @@
   var status = document.getElementById("status");
   var progress = document.getElementById("progress");
   var log = document.getElementById("log");
+  var bar = document.getElementById("bar");
   var initial = status.textContent;
   var source = new EventSource(live.dataset.events);
   source.addEventListener("request", function (event) {
@@ -13,7 +14,9 @@
     status.textContent = r.status;
     var p = r.progress;
     if (p) {
-      var text = p.done + "/" + (p.total || "?") + " jobs done";
+      var percent = p.total ? Math.floor(100 * p.done / p.total) : 0;
+      var text = p.done + "/" + (p.total || "?") + " jobs done" + (p.total ? " (" + percent + "%)" : "");
+      if (bar) { bar.value = percent; bar.textContent = percent + "%"; }
       if (p.running && p.running.length) text += "; running: " + p.running.join(", ");
       if (p.failed && p.failed.length) text += "; failed: " + p.failed.join(", ");
       progress.textContent = text;
