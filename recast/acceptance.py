@@ -132,6 +132,9 @@ def update_reference(analysis: Analysis, example: str, workdir: Path, environmen
         relative, absolute = checks_mod.tolerances(ex.tolerances, str(analysis.spec_path))
         changes = [o for o in checks_mod.compare(found["values"], previous["values"], relative, absolute)
                    if not o.passed]
+    source = Path(found.get("request", {}).get("source") or "")
+    if source.is_absolute() and source.is_relative_to(analysis.root):  # no machine's path in a committed file
+        found["request"]["source"] = str(source.relative_to(analysis.root))
     files.atomic_write(path, json.dumps(found, indent=1, sort_keys=True) + "\n")
     return ReferenceUpdate(analysis.id, example, path, run_dir, previous is not None, changes)
 
