@@ -247,6 +247,7 @@ def test_update_reference_makes_the_first_reference_then_shows_what_changed(toy,
     assert first.exit_code == 0, message(first)
     assert "wrote the first reference" in first.output and reference.is_file()
     assert json.loads(reference.read_text())["values"]["total"] == 21.25
+    assert json.loads(reference.read_text())["request"]["source"] == "requests/default.yaml"
     assert invoke(*args).exit_code == 0
 
     old = json.loads(reference.read_text())
