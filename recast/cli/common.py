@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+from collections.abc import Iterator
 
 import click
 from click.shell_completion import CompletionItem
-from rich.console import Console, ConsoleOptions
+from rich.console import Console, ConsoleOptions, RenderableType
 from rich.table import Table
 from rich.cells import cell_len
 from rich.text import Text
@@ -50,11 +52,21 @@ def table(title: str | None, columns: list[str], rows: list[list]) -> Cells:
     return Cells(title, columns, rows)
 
 
+_NUMBER = re.compile(r"[\[(]?[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?%?[\]),;]?")
+_WORD_FLOOR = 16  # a longer word that is not a number (a path, a digest) may be folded rather than not fit
+
+
+def _unbreakable(word: str) -> int:
+    """How narrow a column may be for ``word``: a number (or a header word) whole, other words folded past 16."""
+    return cell_len(word) if _NUMBER.fullmatch(word) else min(cell_len(word), _WORD_FLOOR)
+
+
 class Cells:
-    """A table that never breaks a word, a number or a header apart.
+    """A table that never breaks a number or a header apart.
 
     Printed at the console's width (80 columns when piped): as a table whose
-    columns wrap only between words when that fits, else as one block per
+    columns wrap between words (and fold only words of more than 16
+    characters that are not numbers) when that fits, else as one block per
     row (``column  value`` lines), which always reads.
     """
 
@@ -68,7 +80,9 @@ class Cells:
         cells = [[c, *(r[i] for r in self.rows)] for i, c in enumerate(self.columns)]
         natural = [max((cell_len(line) for text in col for line in text.splitlines() or [""]), default=1) or 1
                    for col in cells]
-        floor = [max((cell_len(word) for text in col for word in text.split()), default=1) or 1 for col in cells]
+        floor = [max([cell_len(word) for word in col[0].split()]
+                     + [_unbreakable(word) for text in col[1:] for word in text.split()], default=1) or 1
+                 for col in cells]
         room = available - 3 * len(self.columns) - 1  # each column's padding and rule, and the last rule
         widths = list(natural)
         while sum(widths) > room:
@@ -79,7 +93,7 @@ class Cells:
             widths[i] -= 1
         return widths
 
-    def __rich_console__(self, console: Console, options: ConsoleOptions):
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator[RenderableType]:
         widths = self.widths(options.max_width)
         if widths is None:
             yield from self._records(options.max_width)
