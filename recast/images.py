@@ -383,7 +383,8 @@ def build(analysis: Analysis, base: str | None = None, progress: Progress | None
     built = {}
     # What each image is built from, read before its build: a file edited during it leaves the image stale.
     digests: dict = {}
-    inputs_before = {spec.name: build_inputs(spec, digests) for spec in analysis.images.values()}
+    inputs_before = {spec.name: build_inputs(spec, digests) for spec in analysis.images.values()
+                     if spec.dockerfile.is_file() and spec.context.is_dir()}  # else _build_one says what is missing
     for spec in analysis.images.values():
         try:
             image_id = _build_one(api, analysis, spec, base, progress)

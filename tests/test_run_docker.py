@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 import docker
@@ -67,7 +68,8 @@ def test_unchanged_docker_rerun_does_nothing_and_unbuilt_image_is_refused(built_
     run(built_toy, run_dir, "docker")
     assert run(built_toy, run_dir, "docker").jobs_run == []
     (toy / "images.lock.json").unlink()
-    with pytest.raises(RecastError, match=r"not built: run `recast images build toy`"):
+    # The hint is a command to paste: with the catalog the entry is in.
+    with pytest.raises(RecastError, match=rf"not built: run `recast images build toy --catalog {re.escape(str(toy.parent))}`"):
         run(load_analysis(toy), run_dir, "docker")
 
 
