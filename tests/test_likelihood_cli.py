@@ -33,7 +33,8 @@ def test_cls_json_and_output_file(sbottom_dir, tmp_path):
     assert_close(printed["cls_obs"], cls_obs, 1e-5, "cls_obs")
     assert_close(printed["cls_exp"], cls_exp, 2e-5, "cls_exp")
     assert printed["mu"] == 1.0 and printed["point"] == point
-    assert printed["settings"] == {"backend": "numpy", "optimizer": "scipy", "test_stat": "qtilde", "method": "fast",
+    # backend auto: jax when installed (it is, in the test environment)
+    assert printed["settings"] == {"backend": "jax", "optimizer": "scipy", "test_stat": "qtilde", "method": "fast",
                                    "interpolation": {"normsys": "code4", "histosys": "code4p"}, "calculator": "asymptotics",
                                    "pyhf_version": "0.7.6"}
 
@@ -105,3 +106,32 @@ def test_inference_step_commands_run_without_jax(sbottom_dir, tmp_path):
     assert len(json.loads((tmp_path / "limit.json").read_text())["mu_up_exp"]) == 5
     refused = recast("likelihood", "cls", workspace, "--patch", patch, "--backend", "jax", preamble=NO_JAX, check=False)
     assert refused.returncode == 1 and "backend 'jax' needs jax" in refused.stderr
+
+
+def test_cls_of_a_published_archive_directly():
+    from likelihood_helpers import SBOTTOM_ARCHIVE
+
+    region, point, cls_obs, _ = REFERENCE_CLS[3]
+    result = recast("likelihood", "cls", SBOTTOM_ARCHIVE, "--region", region, "--point", point, "--json")
+    printed = json.loads(result.stdout)
+    assert_close(printed["cls_obs"], cls_obs, 1e-5, "cls_obs from the archive")
+    refused = recast("likelihood", "cls", SBOTTOM_ARCHIVE, "--point", point, check=False)
+    assert refused.returncode == 1 and "choose one with --region" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_labels_that_do_not_match_the_names_are_an_error(sbottom_dir):
+    result = recast("likelihood", "cls", sbottom_dir / "RegionA" / "BkgOnly.json", "--patch",
+                    patch_path(sbottom_dir, "RegionA", "sbottom_1300_205_60"), "--labels", "msb,mn2", check=False)
+    assert result.returncode == 1 and "2 parameter names (msb, mn2) but the point name 'sbottom_1300_205_60' has 3 numbers" in result.stderr
+
+
+def test_scan_of_few_points_warns_draws_no_contour_and_prints_progress_lines(sbottom_dir, tmp_path):
+    args = ["likelihood", "scan", sbottom_dir / "RegionA" / "BkgOnly.json", "--workers", "1", "--labels", "msb,mn2,mn1",
+            "--plot", tmp_path / "few.png", "--output", tmp_path / "scan.json"]
+    for point in ["sbottom_1000_205_60", "sbottom_1200_550_60", "sbottom_1300_850_60"]:
+        args += ["--patch", patch_path(sbottom_dir, "RegionA", point)]
+    result = recast(*args)
+    # stderr is a pipe here, not a terminal: plain progress lines
+    assert "scan: 3 points" in result.stderr and "scan: 3/3 points (0 failed, 0 doubtful)" in result.stderr
+    assert "3 points; a contour needs at least 10 on a grid" in result.stderr and "points drawn without contours" in result.stderr
+    assert (tmp_path / "few.png").stat().st_size > 5_000

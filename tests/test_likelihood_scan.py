@@ -65,7 +65,10 @@ def test_table_csv_json_and_exclusion_plot(two_process_scan, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "scan.csv")))
     assert len(rows) == 9 and rows[0]["msb"] == "1000.0" and float(rows[0]["cls_obs"]) > 0
     assert rows[4]["error"].startswith("broken.json")
-    path = exclusion_plot(two_process_scan, tmp_path / "exclusion.png", "msb", "mn2", where={"mn1": 60})
+    from recast.likelihood.plot import PlotWarning
+
+    with pytest.warns(PlotWarning, match="contours drawn anyway"):
+        path = exclusion_plot(two_process_scan, tmp_path / "exclusion.png", "msb", "mn2", where={"mn1": 60}, force=True)
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
@@ -75,3 +78,28 @@ def test_scan_of_patchset_points_by_name_pattern(onelbb):
     assert [r["point"] for r in result["points"]] == ["C1N2_Wh_hbb_1000_0"]
     assert result["labels"] == ["m1", "m2"] and result["points"][0]["values"] == {"m1": 1000.0, "m2": 0.0}
     assert 0 < result["points"][0]["cls_obs"] <= 1
+
+
+def test_plot_title_names_analysis_region_and_fixed_parameters(two_process_scan, tmp_path):
+    from recast.likelihood.plot import PlotWarning, default_title
+
+    result = {**two_process_scan, "analysis": "atlas-susy-2018-31", "region": "RegionA"}
+    assert default_title(result, {"mn1": 60.0}, 0.05, "GeV") == "atlas-susy-2018-31, RegionA: 95% CL exclusion (CLs) at μ = 1\nmn1 = 60 GeV"
+    # 8 points: too few for a contour (a warning, the points are drawn)
+    with pytest.warns(PlotWarning, match=r"8 points; a contour needs at least 10"):
+        exclusion_plot(result, tmp_path / "few.png", "msb", "mn2", where={"mn1": 60})
+
+
+def test_line_progress_every_few_points(capsys):
+    import io
+
+    from recast.likelihood.scan import LineProgress
+
+    stream = io.StringIO()
+    progress = LineProgress(30, every=10, stream=stream)
+    with progress:
+        for i in range(30):
+            progress.update(0, last=f"p{i}", record={"point": f"p{i}", "error": "x"} if i == 3 else {"point": f"p{i}"})
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "scan: 30 points" and len(lines) == 4
+    assert lines[-1].startswith("scan: 30/30 points (1 failed, 0 doubtful)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from likelihood_helpers import onelbb, onelbb_dir, patch_path, sbottom_dir, write_json  # noqa: F401
+from likelihood_helpers import SBOTTOM_ARCHIVE, onelbb, onelbb_dir, patch_path, sbottom_dir, write_json  # noqa: F401
 
 from recast.errors import RecastError
 from recast.likelihood import PatchError, WorkspaceError, cls, load_patch_file, load_workspace, signal_patch
@@ -112,3 +112,66 @@ def test_signal_yields_file(tmp_path, region_a):
     path.write_text("channels: [1, 2]\n")
     with pytest.raises(LikelihoodError, match=r"signal.yaml: field 'channels': expected a mapping"):
         load_signal_yields(path, load_workspace(region_a))
+
+
+# --- point names and labels (issue 11) -----------------------------------------------------
+
+@pytest.mark.parametrize("name,numbers", [
+    ("DS_400_40_Staus", [400.0, 40.0]),
+    ("ERJR_350p0_150p0", [350.0, 150.0]),
+    ("sbottom_1300_205_60", [1300.0, 205.0, 60.0]),
+    ("C1N2_Wh_hbb_900_250", [900.0, 250.0]),
+    ("Gtt_2p5_1000", [2.5, 1000.0]),
+])
+def test_numbers_anywhere_in_a_point_name(name, numbers):
+    from recast.likelihood.workspace import point_values_from_name
+
+    assert point_values_from_name(name) == numbers
+
+
+def test_labels_name_the_numbers_of_names_with_text_after_them(tmp_path, sbottom_dir):
+    ops = json.loads(patch_path(sbottom_dir, "RegionA", "sbottom_1300_205_60").read_text())
+    path = write_json(tmp_path / "patch.DS_400_40_Staus.json", ops)
+    assert load_patch_file(path, labels=["mst", "mlsp"]).values == {"mst": 400.0, "mlsp": 40.0}
+    assert load_patch_file(path).values == {"p1": 400.0, "p2": 40.0}
+    with pytest.raises(PatchError, match=r"patch.DS_400_40_Staus.json \(point DS_400_40_Staus\): 3 parameter names \(a, b, c\) "
+                                         r"but the point name 'DS_400_40_Staus' has 2 numbers \(400, 40\)"):
+        load_patch_file(path, labels=["a", "b", "c"])
+
+
+def test_where_selects_points_named_with_text_after_the_numbers(tmp_path, sbottom_dir, region_a):
+    ops = json.loads(patch_path(sbottom_dir, "RegionA", "sbottom_1300_205_60").read_text())
+    files = [write_json(tmp_path / f"patch.DS_{m}_40_Staus.json", ops) for m in (300, 400)]
+    likelihood = load_workspace(region_a, files, labels=["mst", "mlsp"])
+    assert [p.name for p in likelihood.select(where={"mst": 400})] == ["DS_400_40_Staus"]
+
+
+def test_labels_rename_a_patchset_or_are_refused(onelbb_dir):
+    relabelled = load_workspace(onelbb_dir / "BkgOnly.json", patchset=onelbb_dir / "patchset.json", points=["C1N2_Wh_hbb_900_250"],
+                                labels=["mC1", "mN1"])
+    assert relabelled.points[0].values == {"mC1": 900.0, "mN1": 250.0} and relabelled.labels == ["mC1", "mN1"]
+    with pytest.raises(PatchError, match=r"3 parameter names .* has 2 numbers"):
+        load_workspace(onelbb_dir / "BkgOnly.json", patchset=onelbb_dir / "patchset.json", labels=["a", "b", "c"])
+
+
+def test_an_archive_given_as_a_workspace_file_says_how_to_use_it(tmp_path):
+    from recast.likelihood.workspace import read_json
+
+    with pytest.raises(WorkspaceError, match=r"a compressed or tar archive, not JSON.*recast import hepdata"):
+        read_json(SBOTTOM_ARCHIVE, WorkspaceError, "a pyhf workspace")
+
+
+def test_an_archive_is_used_directly(tmp_path):
+    from recast.likelihood.archive import is_archive, open_archive
+
+    assert is_archive(SBOTTOM_ARCHIVE)
+    with pytest.raises(LikelihoodError, match=r"3 background-only workspaces \(RegionA, RegionB, RegionC\); choose one with --region"):
+        open_archive(SBOTTOM_ARCHIVE)
+    with pytest.raises(LikelihoodError, match=r"no region 'RegionZ'"):
+        open_archive(SBOTTOM_ARCHIVE, "RegionZ")
+    with open_archive(SBOTTOM_ARCHIVE, "RegionB", labels=["msb", "mn2", "mn1"]) as opened:
+        folder = opened.folder
+        point = opened.likelihood.point("sbottom_1400_550_60")
+        assert point.values == {"msb": 1400.0, "mn2": 550.0, "mn1": 60.0}
+        assert len(opened.likelihood.points) > 200
+    assert not folder.exists()

@@ -53,7 +53,7 @@ from recast.errors import RecastError
 
 def _settings_options(function):
     options = [
-        click.option("--backend", type=click.Choice(["numpy", "jax"]), default="numpy", show_default=True, help="pyhf tensor backend of the fits."),
+        click.option("--backend", type=click.Choice(["auto", "numpy", "jax"]), default="auto", show_default=True, help="Tensor backend of the fits; auto: jax for --method fast when installed, else numpy."),
         click.option("--optimizer", type=click.Choice(["scipy", "minuit"]), default="scipy", show_default=True, help="Optimizer (minuit needs iminuit and --method pyhf)."),
         click.option("--test-stat", type=click.Choice(["qtilde", "q"]), default="qtilde", show_default=True, help="Test statistic."),
         click.option("--normsys", type=click.Choice(["code4", "code1"]), default="code4", show_default=True, help="Interpolation code of normsys modifiers."),
@@ -73,12 +73,13 @@ def _input_options(function):
         click.option("--patchset", type=click.Path(dir_okay=False), help="A pyhf patchset.json (its digest is checked against WORKSPACE)."),
         click.option("--point", "points", multiple=True, help="Point name of the patchset or entry (repeatable; shell patterns allowed)."),
         click.option("--signal", type=click.Path(dir_okay=False), help="Signal yields per bin (YAML/JSON) to build a patch from."),
-        click.option("--region", help="Which workspace of a catalog entry with several (e.g. RegionA)."),
-        click.option("--labels", help="Names of the numbers in patch file names, e.g. msb,mn2,mn1 for patch.sbottom_1300_205_60.json."),
+        click.option("--region", help="Which workspace of a catalog entry or archive with several (e.g. RegionA)."),
+        click.option("--labels", help="Names of the numbers in point names, e.g. msb,mn2,mn1 for sbottom_1300_205_60 (an error when the count differs)."),
         catalog_option,
         _settings_options,
         json_option,
         click.option("--output", type=click.Path(dir_okay=False), help="Also write the JSON to this file."),
+        click.option("--strict", is_flag=True, help="Exit with status 3 when a result is doubtful (fits that disagree or do not converge); default: a warning, status 0."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -92,10 +93,14 @@ def _settings(options: dict):
 
 
 def _load(options: dict, need_point: bool = True):
-    """(likelihood, points) from plain files or a catalog entry."""
+    """(likelihood, points) from plain files, a published archive or a catalog entry.
+
+    Also sets ``options["analysis"]`` and ``options["region"]`` (named in plot titles and results).
+    """
+    from recast.likelihood.archive import is_archive, open_archive
     from recast.likelihood.entry import load_entry
     from recast.likelihood.signal import load_signal_yields
-    from recast.likelihood.workspace import load_patch_file, load_workspace
+    from recast.likelihood.workspace import load_patch_file, load_workspace, relabel
 
     workspace = options["workspace"]
     patches = list(options["patches"])
@@ -105,13 +110,29 @@ def _load(options: dict, need_point: bool = True):
         if not found:
             raise click.BadParameter(f"no patch.*.json file in {folder}", param_hint="--patch-dir")
         patches += [str(p) for p in found]
-    labels = [x.strip() for x in options["labels"].split(",")] if options.get("labels") else None
-    if Path(workspace).is_file():
+    labels = [x.strip() for x in options["labels"].split(",") if x.strip()] if options.get("labels") else None
+    region = options.get("region")
+    if Path(workspace).is_file() and is_archive(workspace):
+        if options.get("patchset"):
+            raise click.UsageError(f"{workspace} is an archive: its patches are inside it; --patchset is for a workspace file")
+        opened = open_archive(workspace, region, labels)
+        click.get_current_context().call_on_close(opened.close)
+        likelihood, region = opened.likelihood, opened.region
+        options["analysis"] = Path(workspace).name
+    elif Path(workspace).is_file():
+        if region:
+            raise click.UsageError("--region chooses a workspace of a catalog entry or an archive; WORKSPACE is one file already")
         likelihood = load_workspace(workspace, patchset=options.get("patchset"), labels=labels)
+        options["analysis"] = str(Path(workspace).parent.name or workspace)
     elif "/" not in workspace and not workspace.endswith(".json"):
-        likelihood = load_entry(workspace, options.get("catalog_dir"), options.get("region"))
+        likelihood = load_entry(workspace, options.get("catalog_dir"), region)
+        if labels:
+            likelihood.points = relabel(likelihood.points, labels, f"catalog entry {workspace}")
+            likelihood.labels = labels
+        options["analysis"] = workspace
     else:
         raise click.BadParameter(f"{workspace}: no such file (and not a catalog entry id)", param_hint="WORKSPACE")
+    options["region"] = region
     points = [load_patch_file(p, labels=labels or likelihood.labels or None) for p in patches]
     if points and not likelihood.labels:
         likelihood.labels = list(points[0].values)
@@ -127,6 +148,25 @@ def _load(options: dict, need_point: bool = True):
         else:
             raise click.UsageError("no signal given: use --patch FILE, --patchset FILE --point NAME, or --signal YIELDS")
     return likelihood, points
+
+
+def _report_quality(records: list[dict], options: dict) -> None:
+    """Every warning of every result on stderr; with --strict, exit 3 when a result is doubtful."""
+    from recast.likelihood.quality import is_doubtful
+
+    doubtful = [r for r in records if is_doubtful(r)]
+    for record in records:
+        for warning in record.get("warnings") or []:
+            err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+    if doubtful:
+        names = ", ".join(r["point"] for r in doubtful[:10]) + (", ..." if len(doubtful) > 10 else "")
+        err_console.print(
+            f"[yellow]{len(doubtful)} of {len(records)} result(s) doubtful[/yellow] ({names}): fit_quality in the JSON "
+            "says why; compare with --method pyhf", highlight=False, soft_wrap=True,
+        )
+        if options.get("strict"):
+            err_console.print("--strict: exit status 3", highlight=False)
+            raise SystemExit(3)
 
 
 def _write(document, options: dict) -> None:
@@ -172,8 +212,9 @@ def cls_command(mu, **options):
     records = [cls(likelihood_, point, mu, settings=settings) for point in points]
     _write(_one_or_many(records), options)
     if not options["as_json"]:
-        console.print(table(f"CLs at mu = {mu:g}  ({likelihood_.path})", ["point", "CLs obs", "CLs exp (-2σ … +2σ)", "excluded obs", "excluded exp"],
-                            [[r["point"], r["cls_obs"], r["cls_exp"], r["excluded_obs"], r["excluded_exp"]] for r in records]))
+        console.print(table(f"CLs at mu = {mu:g}  ({likelihood_.path})", ["point", "CLs obs", "CLs exp (-2σ … +2σ)", "excluded obs", "excluded exp", "fits"],
+                            [[r["point"], r["cls_obs"], r["cls_exp"], r["excluded_obs"], r["excluded_exp"], r["fit_quality"]["status"]] for r in records]))
+    _report_quality(records, options)
 
 
 def _parse_grid(text: str | None):
@@ -205,6 +246,7 @@ def limit_command(level, grid, exact_root, **options):
     if not options["as_json"]:
         console.print(table(f"Upper limits at {100 * (1 - level):g}% CL ({likelihood_.path})", ["point", "mu_up obs", "mu_up exp (-2σ … +2σ)", "seconds"],
                             [[r["point"], r["mu_up_obs"], r["mu_up_exp"], r["seconds"]] for r in records]))
+    _report_quality(records, options)
 
 
 def _parse_where(items) -> dict[str, float]:
@@ -231,11 +273,12 @@ def _parse_where(items) -> dict[str, float]:
 @click.option("--x", "x_label", help="Parameter on the plot's x axis (default: the first).")
 @click.option("--y", "y_label", help="Parameter on the plot's y axis (default: the second).")
 @click.option("--warm-start", is_flag=True, help="Start each point from its neighbour's fit: ~20% faster, CLs within ~2e-4 of pyhf's.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress on stderr: a bar on a terminal, else a line every few points or 30 s.")
+@click.option("--force-plot", is_flag=True, help="Draw contours even from too few points or off a grid (a warning instead of a refusal).")
 @_guard
-def scan_command(mu, where_items, limits, workers, csv_path, plot, x_label, y_label, warm_start, progress, **options):
+def scan_command(mu, where_items, limits, workers, csv_path, plot, x_label, y_label, warm_start, progress, force_plot, **options):
     """CLs (and limits) for every selected signal point; table, CSV and exclusion plot."""
-    from recast.likelihood.plot import exclusion_plot
+    from recast.likelihood.plot import PlotWarning, exclusion_plot
     from recast.likelihood.scan import scan, write_scan
 
     settings = _settings(options)
@@ -247,15 +290,28 @@ def scan_command(mu, where_items, limits, workers, csv_path, plot, x_label, y_la
     if not selected:
         raise click.UsageError("no signal point selected")
     result = scan(likelihood_, selected, mu=mu, limits=limits, workers=workers, progress=progress, warm_start=warm_start, settings=settings)
+    result["analysis"], result["region"] = options.get("analysis"), options.get("region")
     _write(result, options)
     write_scan(result, csv_path=csv_path)
     if plot:
-        exclusion_plot(result, plot, x_label, y_label)
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", PlotWarning)
+            exclusion_plot(result, plot, x_label, y_label, where=where or None, force=force_plot)
+        for warning in caught:
+            err_console.print(f"[yellow]warning:[/yellow] {warning.message}", highlight=False, soft_wrap=True)
     if not options["as_json"]:
         labels = result["labels"]
-        rows = [[r["point"], *[r["values"].get(k) for k in labels], r.get("cls_obs"), r.get("cls_exp", [None] * 5)[2], r.get("error", "")] for r in result["points"]]
+        rows = [[r["point"], *[r["values"].get(k) for k in labels], r.get("cls_obs"), r.get("cls_exp", [None] * 5)[2],
+                 (r.get("fit_quality") or {}).get("status", ""), r.get("error", "")] for r in result["points"]]
         console.print(table(f"scan at mu = {mu:g} ({likelihood_.path}, {result['seconds']:.1f} s, {result['workers']} processes)",
-                            ["point", *labels, "CLs obs", "CLs exp", "error"], rows))
+                            ["point", *labels, "CLs obs", "CLs exp", "fits", "error"], rows))
     if result["failed"]:
         err_console.print(f"[red]{result['failed']} of {len(result['points'])} points failed[/red]; their errors are in the results")
-        raise SystemExit(1)
+    ok = [r for r in result["points"] if "error" not in r]
+    try:
+        _report_quality(ok, options)
+    finally:
+        if result["failed"]:
+            raise SystemExit(1)

@@ -35,7 +35,6 @@ from typing import Callable
 
 import numpy as np
 
-from recast.likelihood.errors import FitError
 
 TEST_STATISTICS = ("qtilde", "q")
 
@@ -94,6 +93,7 @@ class _jax_tensorlib:
         import pyhf
 
         if cls._backend is None:
+            enable_compilation_cache()
             backend = pyhf.tensor.jax_backend(precision="64b")
             backend._setup()
             cls._backend = backend
@@ -114,6 +114,39 @@ class _jax_tensorlib:
         return False
 
 
+def compilation_cache_dir():
+    """Where compiled likelihoods are kept across processes: $RECAST_JAX_CACHE, else ~/.cache/recast/jax."""
+    import os
+    from pathlib import Path
+
+    configured = os.environ.get("RECAST_JAX_CACHE")
+    if configured is not None:
+        return Path(configured) if configured else None  # empty: no persistent cache
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "recast" / "jax"
+
+
+def enable_compilation_cache() -> None:
+    """jax's persistent compilation cache, so a new process (a scan's worker, the next command) skips XLA.
+
+    The compiled function takes the model's numbers as arguments
+    (:class:`CompiledFunctions`), so one cache entry serves every point of a
+    structure in every later process. A cache that cannot be created is skipped.
+    """
+    import jax
+
+    folder = compilation_cache_dir()
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 _PROCESS_FUNCTIONS: CompiledFunctions | None = None
 
 
@@ -130,6 +163,24 @@ class FitResult:
     pars: np.ndarray
     twice_nll: float
     iterations: int = 0
+    converged: bool = True
+    message: str = ""
+    start: str = ""
+    moved: bool = True
+
+    def summary(self, poi: int, conditional: bool = False) -> dict:
+        return {
+            "twice_nll": self.twice_nll,
+            "mu" if conditional else "mu_hat": float(self.pars[poi]),
+            "converged": self.converged,
+            "iterations": self.iterations,
+            "start": self.start,
+            **({} if self.converged else {"message": self.message}),
+            **({} if self.moved else {"stayed_at_start": True}),
+        }
+
+
+PYHF_START = "pyhf's start (suggested init)"
 
 
 @dataclass
@@ -154,6 +205,7 @@ class Fitter:
         self.fixed = np.asarray(config.suggested_fixed(), dtype=bool)
         self.poi = config.poi_index
         self.fits = 0
+        self.steps = _probe_steps(config, self.bounds)
         if self.backend == "jax":
             import jax.numpy as jnp
 
@@ -170,6 +222,11 @@ class Fitter:
     def expected_data(self, pars: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.expected_data(pars))
 
+    def twice_nll(self, pars: np.ndarray, data: np.ndarray) -> float:
+        if self.backend == "jax":
+            return -2.0 * float(self._logpdf_and_grad(np.asarray(pars, dtype=float), data)[0])
+        return -2.0 * float(self.model.logpdf(np.asarray(pars, dtype=float), data)[0])
+
     def _check_compiled(self, data: np.ndarray) -> None:
         """The compiled likelihood must be pyhf's numpy likelihood; a mismatch is a bug, not a fit problem."""
         pars = self.init.copy()
@@ -179,12 +236,17 @@ class Fitter:
         if not np.isclose(compiled, reference, rtol=1e-9, atol=1e-9):
             raise RuntimeError(f"{self.where}: compiled log-likelihood {compiled} differs from pyhf's {reference}")
 
-    def fit(self, data: np.ndarray, poi_value: float | None = None, start: np.ndarray | None = None) -> FitResult:
-        """Minimise -2 log L over the free parameters; ``poi_value`` fixes the POI (a conditional fit)."""
+    def fit(self, data: np.ndarray, poi_value: float | None = None, start: np.ndarray | None = None, label: str = "") -> FitResult:
+        """Minimise -2 log L over the free parameters; ``poi_value`` fixes the POI (a conditional fit).
+
+        A fit that does not converge is returned with ``converged=False`` (the
+        caller decides: another start, a warning); it never raises.
+        """
         import scipy.optimize
 
         fixed = self.fixed.copy()
         full = np.array(self.init if start is None else start, dtype=float)
+        label = label or (PYHF_START if start is None else "given start")
         if poi_value is not None:
             fixed[self.poi] = True
             full[self.poi] = poi_value
@@ -221,11 +283,109 @@ class Fitter:
             options={"maxiter": self.maxiter},
         )
         self.fits += 1
-        if not result.success:
-            what = "free fit" if poi_value is None else f"fit with the POI fixed at {poi_value:g}"
-            raise FitError(f"{self.where}: the {what} did not converge: {result.message} (after {result.nit} iterations)")
         full[free] = result.x
-        return FitResult(pars=full.copy(), twice_nll=float(result.fun), iterations=int(result.nit))
+        return FitResult(
+            pars=full.copy(), twice_nll=float(result.fun), iterations=int(result.nit), converged=bool(result.success),
+            message=str(result.message), start=label, moved=bool(np.max(np.abs(result.x - x0), initial=0.0) > 1e-9),
+        )
+
+    def probe(self, data: np.ndarray, result: FitResult, poi_fixed: bool) -> np.ndarray | None:
+        """A point one step from ``result`` along one parameter with a lower -2 log L, or None.
+
+        A converged fit at a saddle point (the gradient vanishes, as at the
+        start of a symmetric systematic) or stopped early passes the
+        optimizer's own test; this one costs two evaluations per parameter.
+        """
+        from recast.likelihood.quality import TWICE_NLL_TOLERANCE
+
+        best, best_value = None, result.twice_nll - TWICE_NLL_TOLERANCE
+        for index in np.flatnonzero(~self.fixed):
+            if poi_fixed and index == self.poi:
+                continue
+            low, high = self.bounds[index]
+            for sign in (-1.0, 1.0):
+                pars = result.pars.copy()
+                pars[index] = min(max(pars[index] + sign * self.steps[index], low), high)
+                if pars[index] == result.pars[index]:
+                    continue
+                value = self.twice_nll(pars, data)
+                if value < best_value:
+                    best, best_value = pars, value
+        return best
+
+    def minimum(self, data: np.ndarray, quality, name: str, start: np.ndarray | None, start_label: str,
+                poi_value: float | None = None) -> FitResult:
+        """The lowest minimum found: one fit, then more starts where the cheap checks suggest trouble.
+
+        Records the fit (and every alternative) in ``quality.fits[name]`` and
+        warns when the starts disagree or nothing converged (see
+        :mod:`recast.likelihood.quality`).
+        """
+        from recast.likelihood.quality import BOUND_FRACTION, TWICE_NLL_TOLERANCE
+
+        first = self.fit(data, poi_value=poi_value, start=start, label=start_label)
+        results = [first]
+        reasons = []
+        if not first.converged:
+            reasons.append(f"the fit did not converge ({first.message})")
+        if poi_value is None:
+            low, high = self.bounds[self.poi]
+            mu_hat = first.pars[self.poi]
+            if mu_hat - low <= BOUND_FRACTION * (high - low):
+                reasons.append("mu_hat at the lower POI bound")
+            elif high - mu_hat <= BOUND_FRACTION * (high - low):
+                reasons.append("mu_hat at the upper POI bound")
+        lower = self.probe(data, first, poi_fixed=poi_value is not None)
+        if lower is not None:
+            reasons.append("a step along one parameter lowers -2 log L (a saddle point or an early stop)")
+            results.append(self.fit(data, poi_value=poi_value, start=lower, label="the probe's lower point"))
+        if reasons and start is not None:
+            results.append(self.fit(data, poi_value=poi_value, start=None, label=PYHF_START))
+        converged = [r for r in results if r.converged] or results
+        best = min(converged, key=lambda r: r.twice_nll)
+        what = "free fit" if poi_value is None else f"fit with mu fixed at {poi_value:g}"
+        summary = best.summary(self.poi, conditional=poi_value is not None)
+        if len(results) > 1:
+            summary["alternatives"] = [r.summary(self.poi, conditional=poi_value is not None) for r in results if r is not best]
+        quality.fits[name] = summary
+        spread = max(r.twice_nll for r in converged) - best.twice_nll
+        from_pyhf_start = next((r for r in results if r.start == PYHF_START), None)
+        data_name = "data" if "data" in name else "Asimov data"
+
+        def described(r: FitResult) -> str:
+            mu_text = "" if poi_value is not None else f" (mu_hat {r.pars[self.poi]:.4g})"
+            return f"-2 log L {r.twice_nll:.4f}{mu_text} from {r.start}" + ("" if r.moved else ", where it started")
+
+        if not best.converged:
+            quality.warn(f"{self.where}: the {what} to the {data_name} did not converge from {len(results)} start(s): {best.message}")
+        elif from_pyhf_start is not None and from_pyhf_start.converged and from_pyhf_start.twice_nll - best.twice_nll > TWICE_NLL_TOLERANCE:
+            # plain pyhf starts there: its numbers come from the higher minimum
+            quality.warn(
+                f"{self.where}: the {what} to the {data_name} ends at {described(from_pyhf_start)}, but another start reaches "
+                f"{described(best)}: the lowest is used; plain pyhf starts from its suggested init and gives other "
+                "numbers. This point's result is doubtful"
+            )
+        elif spread > TWICE_NLL_TOLERANCE:
+            others = "; ".join(described(r) for r in converged if r is not best)
+            quality.note(f"{name}: {'; '.join(reasons)}: {others} stopped higher; the lowest, {described(best)}, is used")
+        elif reasons:
+            quality.note(f"{name}: {'; '.join(reasons)}: refitted from {len(results) - 1} other start(s), same minimum")
+        return best
+
+
+def _probe_steps(config, bounds: np.ndarray) -> np.ndarray:
+    """One probe step per parameter: half the constraint's width, or a tenth of a free parameter's range."""
+    steps = 0.1 * (bounds[:, 1] - bounds[:, 0])
+    for name in config.par_order:
+        entry = config.par_map[name]
+        paramset, where = entry["paramset"], entry["slice"]
+        try:
+            widths = np.asarray(paramset.width(), dtype=float) if getattr(paramset, "constrained", False) else None
+        except (AttributeError, RuntimeError, TypeError):
+            widths = None
+        if widths is not None and widths.size == where.stop - where.start:
+            steps[where] = np.minimum(0.5 * widths, steps[where])
+    return steps
 
 
 def make_calculator(fitter: Fitter, data, test_stat: str, sqrtqmuA: float):
@@ -253,12 +413,15 @@ class HypoTest:
     """
 
     def __init__(self, fitter: Fitter, data, test_stat: str = "qtilde", start: np.ndarray | None = None):
+        from recast.likelihood.quality import FitQuality
+
         if test_stat not in TEST_STATISTICS:
             raise ValueError(f"test statistic {test_stat!r}: expected one of {', '.join(TEST_STATISTICS)}")
         self.fitter = fitter
         self.data = np.asarray(data, dtype=float)
         self.test_stat = test_stat
         self.start = start
+        self.quality = FitQuality(fitter.where)
         self._free: dict[str, FitResult] = {}
         self._conditional: dict[str, dict[float, FitResult]] = {"data": {}, "asimov": {}}
         self._asimov: np.ndarray | None = None
@@ -269,7 +432,8 @@ class HypoTest:
     def asimov_data(self) -> np.ndarray:
         if self._asimov is None:
             # qtilde and q build the Asimov data from the background-only (mu=0) fit to the data
-            fit = self.fitter.fit(self.data, poi_value=0.0, start=self.start)
+            label = "a neighbouring point's background fit" if self.start is not None else PYHF_START
+            fit = self.fitter.minimum(self.data, self.quality, "background_data", self.start, label, poi_value=0.0)
             self._asimov_pars = fit.pars
             self._asimov = self.fitter.expected_data(fit.pars)
         return self._asimov
@@ -279,31 +443,62 @@ class HypoTest:
 
     def free_fit(self, which: str) -> FitResult:
         if which not in self._free:
+            self.asimov_data
             if which == "asimov":
-                self.asimov_data
-                start = self._asimov_pars
+                # the Asimov data are the expectation at the background fit: that fit is their exact minimum
+                fit = self.fitter.fit(self.asimov_data, start=self._asimov_pars, label="the background fit")
+                self.quality.fits["free_asimov"] = fit.summary(self.fitter.poi)
+                if not fit.converged:
+                    self.quality.warn(f"{self.fitter.where}: the free fit to the Asimov data did not converge: {fit.message}")
             else:
-                start = self._asimov_pars if self._asimov_pars is not None else self.start
-            self._free[which] = self.fitter.fit(self._dataset(which), start=start)
+                fit = self.fitter.minimum(self.data, self.quality, "free_data", self._asimov_pars, "the background fit")
+            self._free[which] = fit
         return self._free[which]
 
     def conditional_fit(self, which: str, mu: float) -> FitResult:
+        from recast.likelihood.quality import TWICE_NLL_TOLERANCE
+
         done = self._conditional[which]
         if mu not in done:
             if done:
                 nearest = min(done, key=lambda known: abs(known - mu))
-                start = done[nearest].pars
+                start, label = done[nearest].pars, f"the fit at mu={nearest:g}"
             else:
-                start = self.free_fit(which).pars
-            done[mu] = self.fitter.fit(self._dataset(which), poi_value=mu, start=start)
+                start, label = self.free_fit(which).pars, "the free fit"
+            data = self._dataset(which)
+            fit = self.fitter.fit(data, poi_value=mu, start=start, label=label)
+            self.quality.conditional_fits += 1
+            if not fit.converged:
+                retry = self.fitter.fit(data, poi_value=mu, start=None)
+                if retry.converged:
+                    fit = retry
+                else:
+                    self.quality.conditional_not_converged += 1
+                    self.quality.warn(f"{self.fitter.where}: the fit to the {which} data with mu fixed at {mu:g} did not converge: {fit.message}")
+            free = self.free_fit(which)
+            if fit.twice_nll < free.twice_nll - TWICE_NLL_TOLERANCE:
+                # the free fit missed the minimum: the conditional fit is below it; refit from there
+                refit = self.fitter.fit(data, start=fit.pars, label=f"the fit at mu={mu:g}")
+                self.quality.warn(
+                    f"{self.fitter.where}: the fit to the {which} data with mu fixed at {mu:g} reaches -2 log L "
+                    f"{fit.twice_nll:.4f}, below the free fit's {free.twice_nll:.4f}: the free fit missed the minimum "
+                    f"(refitted: {refit.twice_nll:.4f}, mu_hat {refit.pars[self.fitter.poi]:.4g}); this point's result is doubtful"
+                )
+                if refit.twice_nll < free.twice_nll:
+                    self._free[which] = refit
+                    self.quality.fits[f"free_{'data' if which == 'data' else 'asimov'}"] = refit.summary(self.fitter.poi)
+            done[mu] = fit
         return done[mu]
 
     def qmu(self, which: str, mu: float) -> float:
         """pyhf's qmu / qmu_tilde: 0 when the free fit's POI is above mu, else the clipped likelihood ratio."""
-        free = self.free_fit(which)
+        if self.free_fit(which).pars[self.fitter.poi] > mu:
+            return 0.0
+        conditional = self.conditional_fit(which, mu)
+        free = self.free_fit(which)  # the conditional fit may have found a better free minimum
         if free.pars[self.fitter.poi] > mu:
             return 0.0
-        return max(self.conditional_fit(which, mu).twice_nll - free.twice_nll, 0.0)
+        return max(conditional.twice_nll - free.twice_nll, 0.0)
 
     def _observed_teststat(self, mu: float, sqrtqmuA: float) -> float:
         sqrtqmu = float(np.sqrt(self.qmu("data", mu)))

@@ -27,6 +27,7 @@ from recast.likelihood.errors import FitError, LikelihoodError
 from recast.likelihood.workspace import Likelihood, SignalPoint, load_patch_file, load_workspace, modifier_settings
 
 BACKENDS = ("numpy", "jax")
+BACKEND_CHOICES = ("auto", *BACKENDS)
 OPTIMIZERS = ("scipy", "minuit")
 METHODS = ("fast", "pyhf")
 INTERPOLATION_CODES = {"normsys": ("code1", "code4"), "histosys": ("code0", "code2", "code4p")}
@@ -40,7 +41,7 @@ PYHF_GRID = tuple(float(x) for x in np.linspace(0.0, 5.0, 41))
 class Settings:
     """How a result was computed; recorded in every result."""
 
-    backend: str = "numpy"
+    backend: str = "auto"
     optimizer: str = "scipy"
     test_stat: str = "qtilde"
     normsys: str = "code4"
@@ -48,6 +49,8 @@ class Settings:
     method: str = "fast"
 
     def __post_init__(self) -> None:
+        if self.backend == "auto":
+            object.__setattr__(self, "backend", auto_backend(self.method))
         checks = [
             ("backend", self.backend, BACKENDS),
             ("optimizer", self.optimizer, OPTIMIZERS),
@@ -83,6 +86,29 @@ class Settings:
             "calculator": "asymptotics",
             "pyhf_version": pyhf.__version__,
         }
+
+
+def auto_backend(method: str) -> str:
+    """jax for the fast method when it is installed, else numpy; numpy for plain pyhf (``pyhf cls``'s default).
+
+    Measured on the published likelihoods (benchmarks/README.md): with jax the
+    fast method's fits take exact gradients from one compilation per model
+    structure, kept on disk across processes (:func:`recast.likelihood.fits.
+    enable_compilation_cache`); numpy estimates each gradient by finite
+    differences, one likelihood evaluation per parameter. jax is faster from
+    the first point on a warm cache and from a few points on a cold one.
+    """
+    if method != "fast":
+        return "numpy"
+    import importlib.util
+    import sys
+
+    if "jax" in sys.modules:  # imported, or blocked (None) as in an image without it
+        return "jax" if sys.modules["jax"] is not None else "numpy"
+    try:
+        return "jax" if importlib.util.find_spec("jax") is not None else "numpy"
+    except ValueError:
+        return "numpy"
 
 
 def _settings(settings: Settings | None, **options) -> Settings:
@@ -133,6 +159,7 @@ class PointEngine:
         self.model, self.data = likelihood.model_and_data(point, settings.modifier_settings, validate=validate)
         self.poi_bounds = tuple(float(b) for b in self.model.config.suggested_bounds()[self.model.config.poi_index])
         self._hypotest = None
+        self._pyhf_quality = None
         self._start = start
 
     @property
@@ -167,6 +194,73 @@ class PointEngine:
         if self.settings.method == "pyhf":
             return self._pyhf_cls(mu)[1]
         return self.hypotest.cls_expected(mu)
+
+    @property
+    def quality(self):
+        """What the fits behind this point's numbers found (:mod:`recast.likelihood.quality`)."""
+        if self.settings.method == "pyhf":
+            return self.pyhf_quality()
+        return self.hypotest.quality
+
+    def pyhf_quality(self):
+        """The checks of :mod:`recast.likelihood.quality` on plain pyhf's free fit to the data.
+
+        pyhf's ``hypotest`` does not return its fits; its free fit is redone
+        here exactly as pyhf does it (``pyhf.infer.mle.fit`` from the suggested
+        init, the settings' backend and optimizer), then checked: stayed at its
+        start, mu_hat at a bound, the probe, and a second start from the
+        background-only fit. One to three more fits per point.
+        """
+        if self._pyhf_quality is None:
+            import pyhf
+
+            from recast.likelihood.fits import PYHF_START, FitResult, Fitter
+            from recast.likelihood.quality import BOUND_FRACTION, TWICE_NLL_TOLERANCE, FitQuality
+
+            quality = FitQuality(self.where)
+            with pyhf_backend(self.settings):
+                model, data = self.model, self.data
+                if self.settings.backend != "numpy":
+                    model, data = self.likelihood.model_and_data(self.point, self.settings.modifier_settings)
+                try:
+                    pars, value = pyhf.infer.mle.fit(data, model, return_fitted_val=True)
+                    pyhf_fit = FitResult(np.asarray(pars, dtype=float), float(value), start=f"plain pyhf, {PYHF_START}")
+                except pyhf.exceptions.FailedMinimization as err:
+                    pyhf_fit = None
+                    quality.warn(f"{self.where}: plain pyhf's free fit to the data did not converge: {err}")
+            fitter = Fitter(self.model, backend="numpy", where=self.where)
+            data = np.asarray(self.data, dtype=float)
+            if pyhf_fit is not None:
+                pyhf_fit.moved = bool(np.max(np.abs(pyhf_fit.pars - fitter.init)) > 1e-9)
+                low, high = fitter.bounds[fitter.poi]
+                mu_hat = pyhf_fit.pars[fitter.poi]
+                reasons = []
+                if not pyhf_fit.moved:
+                    reasons.append("pyhf's free fit stayed at its start")
+                if min(mu_hat - low, high - mu_hat) <= BOUND_FRACTION * (high - low):
+                    reasons.append("mu_hat at a POI bound")
+                lower = fitter.probe(data, pyhf_fit, poi_fixed=False)
+                if lower is not None:
+                    reasons.append("a step along one parameter lowers -2 log L")
+                quality.fits["free_data"] = pyhf_fit.summary(fitter.poi)
+                if reasons:
+                    background = fitter.minimum(data, FitQuality(self.where), "background", None, PYHF_START, poi_value=0.0)
+                    others = [fitter.fit(data, start=background.pars, label="the background-only fit")]
+                    if lower is not None:
+                        others.append(fitter.fit(data, start=lower, label="the probe's lower point"))
+                    best = min((r for r in others if r.converged), key=lambda r: r.twice_nll, default=None)
+                    quality.fits["free_data"]["alternatives"] = [r.summary(fitter.poi) for r in others]
+                    if best is not None and best.twice_nll < pyhf_fit.twice_nll - TWICE_NLL_TOLERANCE:
+                        quality.warn(
+                            f"{self.where}: plain pyhf's free fit to the data ends at -2 log L {pyhf_fit.twice_nll:.4f} "
+                            f"(mu_hat {mu_hat:.4g}{', where it started' if not pyhf_fit.moved else ''}), but a fit from "
+                            f"{best.start} reaches {best.twice_nll:.4f} (mu_hat {best.pars[fitter.poi]:.4g}): "
+                            "pyhf's CLs and limits for this point are doubtful (try --method fast)"
+                        )
+                    else:
+                        quality.note(f"free_data: {'; '.join(reasons)}: refitted from {len(others)} other start(s), no lower minimum")
+            self._pyhf_quality = quality
+        return self._pyhf_quality
 
     def _pyhf_cls(self, mu: float) -> tuple[float, list[float]]:
         import pyhf
@@ -234,8 +328,15 @@ def point_cls(engine: PointEngine, mu: float) -> dict[str, Any]:
         "cls_exp": exp,
         "excluded_obs": bool(obs < 0.05),
         "excluded_exp": bool(exp[2] < 0.05),
+        **_quality_fields(engine),
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _quality_fields(engine: PointEngine) -> dict[str, Any]:
+    from recast.likelihood.quality import attach
+
+    return attach({}, engine.quality)
 
 
 def cls(
@@ -348,6 +449,7 @@ def point_limit(engine: PointEngine, level: float = 0.05, rtol: float = 1e-6, gr
         ]
         record["grid"] = {"start": float(grid[0]), "stop": float(grid[-1]), "points": int(len(grid)), "interpolation": "linear, as pyhf's linear_grid_scan"}
     record["evaluations"] = evaluations["n"]
+    record.update(_quality_fields(engine))
     record["seconds"] = round(time.perf_counter() - started, 3)
     return record
 
@@ -377,6 +479,7 @@ def _pyhf_limit(engine: PointEngine, level: float, grid, started: float) -> dict
     else:
         grid = np.asarray(grid, dtype=float)
         record["grid"] = {"start": float(grid[0]), "stop": float(grid[-1]), "points": int(len(grid)), "interpolation": "linear, pyhf's linear_grid_scan"}
+    record.update(_quality_fields(engine))
     record["seconds"] = round(time.perf_counter() - started, 3)
     return record
 

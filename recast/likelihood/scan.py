@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from recast.likelihood.infer import PointEngine, Settings, _settings, point_cls, point_limit
+from recast.likelihood.quality import is_doubtful
 from recast.likelihood.workspace import Likelihood, SignalPoint, load_workspace
 
 # state of a worker process (or of the calling process when the scan runs in it)
@@ -44,7 +45,7 @@ def _run_point(point: SignalPoint, mu: float, limits: bool, grid: Sequence[float
         record = point_cls(engine, mu)
         if limits:
             limit = point_limit(engine, grid=grid)
-            record.update({k: limit[k] for k in ("mu_up_obs", "mu_up_exp")})
+            record.update({k: limit[k] for k in ("mu_up_obs", "mu_up_exp", "fit_quality", "warnings")})
         if starts is not None and engine.background_fit is not None:
             starts[structure] = engine.background_fit
     # a scan records the failure of one point, whatever pyhf, scipy or jax raised, and goes on
@@ -123,6 +124,7 @@ def scan(
         "labels": list(likelihood.labels),
         "points": records,
         "failed": sum(1 for r in records if "error" in r),
+        "doubtful": sum(1 for r in records if is_doubtful(r)),
         "workers": workers,
         "seconds": round(time.perf_counter() - started, 3),
     }
@@ -138,13 +140,9 @@ def _run(likelihood, selected, settings, mu, limits, grid, workers, progress, wa
     """
     from collections import deque
 
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     from recast.likelihood.threads import single_threaded_blas, single_threaded_children
 
-    columns = [TextColumn("[bold]scan"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[last]}")]
-    bar = Progress(*columns, console=Console(stderr=True), disable=not progress)
+    bar = progress_display(len(selected), progress)
     records: list[dict[str, Any]] = []
     _STATE.clear()
     _STATE.update(likelihood=likelihood, settings=settings, starts={} if warm_start else None)
@@ -154,7 +152,7 @@ def _run(likelihood, selected, settings, mu, limits, grid, workers, progress, wa
 
         def done(record: dict[str, Any]) -> None:
             records.append(record)
-            bar.update(task, advance=1, last=record["point"])
+            bar.update(task, advance=1, last=record["point"], record=record)
 
         if workers == 1:
             while pending:
@@ -197,6 +195,80 @@ def _run(likelihood, selected, settings, mu, limits, grid, workers, progress, wa
     return records
 
 
+class LineProgress:
+    """Progress as plain lines on stderr (a log file, CI): every ``every`` points or ``seconds``, whichever first."""
+
+    def __init__(self, total: int, every: int | None = None, seconds: float = 30.0, stream=None):
+        import sys
+
+        self.total = total
+        self.every = every or max(1, min(25, total // 10 or 1))
+        self.seconds = seconds
+        self.stream = stream or sys.stderr
+        self.done = self.failed = self.doubtful = 0
+        self.started = self.last = time.monotonic()
+
+    def __enter__(self):
+        print(f"scan: {self.total} points", file=self.stream, flush=True)
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *args, **kwargs):
+        return 0
+
+    def update(self, task, advance: int = 1, last: str = "", record: dict | None = None) -> None:
+        self.done += advance
+        if record is not None:
+            self.failed += "error" in record
+            self.doubtful += is_doubtful(record)
+        now = time.monotonic()
+        if self.done == self.total or self.done % self.every == 0 or now - self.last >= self.seconds:
+            self.last = now
+            elapsed = now - self.started
+            eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+            print(
+                f"scan: {self.done}/{self.total} points ({self.failed} failed, {self.doubtful} doubtful), "
+                f"{elapsed:.0f} s elapsed, about {eta:.0f} s left; last {last}",
+                file=self.stream, flush=True,
+            )
+
+
+class _RichProgress:
+    """rich's progress bar (a terminal), with the same ``update`` as :class:`LineProgress`."""
+
+    def __init__(self, total: int, enabled: bool):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        columns = [TextColumn("[bold]scan"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[last]}")]
+        self.bar = Progress(*columns, console=Console(stderr=True), disable=not enabled)
+        self.total = total
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+    def add_task(self, *args, **kwargs):
+        return self.bar.add_task(*args, **kwargs)
+
+    def update(self, task, advance: int = 1, last: str = "", record: dict | None = None) -> None:
+        self.bar.update(task, advance=advance, last=last)
+
+
+def progress_display(total: int, progress: bool):
+    """A bar on a terminal; plain lines when stderr is a file or a pipe (nothing for 13 minutes is no progress)."""
+    import sys
+
+    if progress and not sys.stderr.isatty():
+        return LineProgress(total)
+    return _RichProgress(total, progress)
+
+
 def write_scan(result: dict[str, Any], json_path: str | Path | None = None, csv_path: str | Path | None = None) -> None:
     """The scan as JSON (everything) and CSV (one row per point: parameters, CLs, limits, error)."""
     if json_path:
@@ -205,11 +277,12 @@ def write_scan(result: dict[str, Any], json_path: str | Path | None = None, csv_
         labels = list(result.get("labels") or [])
         with open(csv_path, "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["point", *labels, "mu", "cls_obs", "cls_exp_-2", "cls_exp_-1", "cls_exp_0", "cls_exp_+1", "cls_exp_+2", "mu_up_obs", "mu_up_exp_0", "error"])
+            writer.writerow(["point", *labels, "mu", "cls_obs", "cls_exp_-2", "cls_exp_-1", "cls_exp_0", "cls_exp_+1", "cls_exp_+2", "mu_up_obs", "mu_up_exp_0", "error", "fit_quality"])
             for row in result["points"]:
                 exp = row.get("cls_exp") or [""] * 5
                 limit_exp = row.get("mu_up_exp") or [""] * 5
                 writer.writerow([
                     row["point"], *[row.get("values", {}).get(label, "") for label in labels],
                     row.get("mu", ""), row.get("cls_obs", ""), *exp, row.get("mu_up_obs", ""), limit_exp[2], row.get("error", ""),
+                    (row.get("fit_quality") or {}).get("status", ""),
                 ])

@@ -63,11 +63,20 @@ def read_json(path: Path, error: type[Exception], what: str) -> Any:
     """Parse a JSON file, raising ``error`` that names the file, line and column (or the nesting depth)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise error(f"{path}: no such file; expected {what}") from None
-    except (OSError, UnicodeDecodeError) as err:
+    except OSError as err:
         raise error(f"{path}: cannot read {what}: {err}") from None
+    if raw[:2] == b"\x1f\x8b" or raw[257:262] == b"ustar" or raw[:3] in (b"BZh", b"\xfd7z"):
+        raise error(
+            f"{path}: a compressed or tar archive, not JSON; expected {what}. Give the archive itself as WORKSPACE to "
+            f"`recast likelihood`, or import it once: recast import hepdata {path}"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: cannot read {what}: not UTF-8 text ({err})") from None
     too_deep = f"{path}: lists or objects nest more than {MAX_JSON_DEPTH} levels deep; expected {what}"
     try:
         document = json.loads(text)
@@ -188,15 +197,47 @@ def apply_patch(spec: dict, point: SignalPoint, where: str) -> dict:
     return patched
 
 
+# one token of a point name that is a number: 400, 60.5, or 350p0 (HEPData names write the decimal point as p)
+_NUMBER_TOKEN = re.compile(r"^(?P<int>\d+)(?:[.p](?P<frac>\d+))?$")
+
+
 def point_values_from_name(name: str) -> list[float]:
-    """The numbers at the end of a point name: ``sbottom_1300_205_60`` -> ``[1300, 205, 60]``."""
+    """The numbers in a point name, wherever they are, in order.
+
+    ``sbottom_1300_205_60`` -> [1300, 205, 60]; ``DS_400_40_Staus`` -> [400, 40];
+    ``ERJR_350p0_150p0`` -> [350, 150]; ``C1N2_Wh_hbb_900_250`` -> [900, 250]
+    (``C1N2`` is a word, not a number: only whole ``_``-separated tokens count).
+    """
     values: list[float] = []
-    for token in reversed(name.split("_")):
-        try:
-            values.insert(0, float(token))
-        except ValueError:
-            break
+    for token in name.split("_"):
+        match = _NUMBER_TOKEN.match(token)
+        if match:
+            values.append(float(f"{match['int']}.{match['frac'] or 0}"))
     return values
+
+
+def labelled_values(name: str, numbers: Sequence[float], labels: Sequence[str] | None, where: str) -> dict[str, float]:
+    """``{label: number}`` for a point; labels that do not match the numbers found are an error, not ``{}``."""
+    if not labels:
+        return {f"p{i + 1}": v for i, v in enumerate(numbers)}
+    labels = list(labels)
+    if len(labels) != len(numbers):
+        found = ", ".join(f"{v:g}" for v in numbers) or "none"
+        raise PatchError(
+            f"{where}: {len(labels)} parameter names ({', '.join(labels)}) but the point name {name!r} has "
+            f"{len(numbers)} numbers ({found}); give as many names as numbers (--labels)"
+        )
+    return dict(zip(labels, numbers))
+
+
+def relabel(points: Sequence[SignalPoint], labels: Sequence[str], where: str) -> list[SignalPoint]:
+    """The points with their values renamed to ``labels`` (values from a patchset, else from the names)."""
+    renamed = []
+    for point in points:
+        numbers = list(point.values.values()) if point.values else point_values_from_name(point.name)
+        values = labelled_values(point.name, numbers, labels, f"{where} (point {point.name})")
+        renamed.append(SignalPoint(point.name, point.patch, point.source, values))
+    return renamed
 
 
 def load_patch_file(path: str | Path, labels: Sequence[str] | None = None, validate: bool = True) -> SignalPoint:
@@ -207,9 +248,7 @@ def load_patch_file(path: str | Path, labels: Sequence[str] | None = None, valid
     name = match.group("name") if match else path.stem
     if validate:
         validate_patch(ops, f"{path} (point {name})")
-    numbers = point_values_from_name(name)
-    labels = list(labels) if labels else [f"p{i + 1}" for i in range(len(numbers))]
-    values = dict(zip(labels, numbers)) if len(labels) == len(numbers) else {}
+    values = labelled_values(name, point_values_from_name(name), labels, f"{path} (point {name})")
     return SignalPoint(name=name, patch=ops, source=str(path), values=values)
 
 
@@ -390,8 +429,11 @@ def load_workspace(
     found_labels = list(labels or [])
     if patchset is not None:
         info = load_patchset(patchset, workspace_spec=spec, workspace_path=str(path))
+        patchset_points = info.points
+        if labels and list(labels) != info.labels:
+            patchset_points = relabel(info.points, labels, str(patchset))
         found_labels = found_labels or info.labels
-        by_name = {p.name: p for p in info.points}
+        by_name = {p.name: p for p in patchset_points}
         if points:
             missing = [name for name in points if name not in by_name]
             if missing:
@@ -399,7 +441,7 @@ def load_workspace(
                 raise PatchError(f"{patchset}: no patch named {missing[0]!r} in the patchset (known: {known}, ...)")
             found.extend(by_name[name] for name in points)
         else:
-            found.extend(info.points)
+            found.extend(patchset_points)
     elif points:
         raise PatchError(f"{path}: points {list(points)} were asked for but no patchset was given")
     if not found_labels and found:
