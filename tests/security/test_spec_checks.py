@@ -267,7 +267,7 @@ def test_a_tag_in_the_lock_is_refused_not_run(toy):
         images.resolve(analysis, "toy")
     message = str(err.value)
     assert "images.lock.json: images.toy.id is 'recast/toy:1.0.0', not an image ID" in message
-    assert "run `recast images build toy`" in message
+    assert f"run `recast images build toy --catalog {toy.parent}`" in message  # the command as it must be typed
     # Rebuilding is what the message asks for, so reading the lock for a build still works.
     assert images.read_lock(analysis)["images"]["toy"]["id"] == "recast/toy:1.0.0"
 
@@ -283,7 +283,7 @@ def test_anything_but_an_image_id_in_the_lock_is_refused(toy, bad_id):
                                   '{"analysis": "toy", "version": "1.0.0", "images": {"toy": "sha256:x"}}'])
 def test_a_tampered_lock_is_an_error_not_a_silent_rebuild(toy, lock):
     (toy / images.LOCK_FILE).write_text(lock)
-    with pytest.raises(RecastError, match=r"images\.lock\.json: .*delete (it|the lock) and run `recast images build toy`"):
+    with pytest.raises(RecastError, match=r"images\.lock\.json: .*delete (it|the lock) and run `recast images build toy --catalog \S+`"):
         images.resolve(load_analysis(toy), "toy")
 
 
