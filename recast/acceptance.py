@@ -46,7 +46,7 @@ class Case:
 
 
 def test_example(analysis: Analysis, example: str, workdir: Path, environment: str, cores: int = 1,
-                 allow_stale_images: bool = False) -> Case:
+                 allow_stale_images: bool = False, executor="local") -> Case:
     from recast import execution
 
     case = Case(analysis.id, f"example:{example}")
@@ -64,7 +64,7 @@ def test_example(analysis: Analysis, example: str, workdir: Path, environment: s
         case.run_dir = str(run_dir)
         request = request_mod.load(analysis, ex.request)
         execution.run(analysis, request, run_dir, environment=environment, cores=cores,
-                      allow_stale_images=allow_stale_images)
+                      allow_stale_images=allow_stale_images, executor=executor)
         found = json.loads((run_dir / "results.json").read_text())
         case.outcomes += [checks_mod.Outcome(f"value {o.name}", o.passed, o.expected, o.found, o.message)
                           for o in checks_mod.compare(found["values"], reference["values"], relative, absolute)]
@@ -96,7 +96,7 @@ class ReferenceUpdate:
 
 
 def update_reference(analysis: Analysis, example: str, workdir: Path, environment: str, cores: int = 1,
-                     allow_stale_images: bool = False) -> ReferenceUpdate:
+                     allow_stale_images: bool = False, executor="local") -> ReferenceUpdate:
     """Run ``example`` afresh and write its ``results.json`` as the reference the spec declares.
 
     The reference file need not exist yet (``examples.NAME.reference`` in
@@ -125,7 +125,7 @@ def update_reference(analysis: Analysis, example: str, workdir: Path, environmen
         shutil.rmtree(run_dir)  # recast test's own folder, never a user's run: a fresh run
     request = request_mod.load(analysis, ex.request)
     execution.run(analysis, request, run_dir, environment=environment, cores=cores,
-                  allow_stale_images=allow_stale_images)
+                  allow_stale_images=allow_stale_images, executor=executor)
     found = json.loads((run_dir / "results.json").read_text())
     changes = []
     if previous is not None:

@@ -34,7 +34,7 @@ from recast import request as request_mod
 from recast import resources
 from recast.environments import get_environment
 from recast.errors import ExecutionError, Interrupted, RecastError
-from recast.executors import get_executor
+from recast.executors import Configured, configure
 from recast.model import Analysis
 from recast.progress import RunProgress
 
@@ -171,30 +171,40 @@ def prepare(analysis: Analysis, request: request_mod.Request, run_dir: Path, env
     return plan
 
 
-def execute(plan: plan_mod.Plan, executor: str = "local", cores: int = 1, progress: RunProgress | None = None) -> list[str]:
-    """Run what is out of date; return the ids of the jobs that ran. Raises ExecutionError."""
+def execute(plan: plan_mod.Plan, executor: str | Configured = "local", cores: int = 1,
+            progress: RunProgress | None = None) -> list[str]:
+    """Run what is out of date; return the ids of the jobs that ran. Raises ExecutionError.
+
+    ``executor``: a name, or one configured with its settings (:func:`recast.executors.configure`).
+    """
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import (ConfigSettings, DAGSettings, ExecutionSettings, OutputSettings,
                                           ResourceSettings)
     from snakemake.exceptions import LockException
     from snakemake_interface_common.exceptions import WorkflowError
 
-    chosen = get_executor(executor)
+    chosen = configure(executor)
+    chosen.check()
     run_dir = Path(plan.run_dir)
     started = _now()
     handler = progress or RunProgress(title=plan.run_id)
     stop = _StopOnSignal()
+    errors = _ErrorMessages()
     try:
-        with stop, handler, _container_broker(plan, chosen.name, cores), \
+        with stop, handler, _container_broker(plan, chosen, cores), \
                 SnakemakeApi(OutputSettings(quiet=set(), enable_file_logging=False)) as api:
             snake_logger = api.logger_manager.logger
             for h in list(snake_logger.handlers):
                 snake_logger.removeHandler(h)
             snake_logger.addHandler(handler)
             snake_logger.addHandler(stop)
+            snake_logger.addHandler(errors)
             snake_logger.setLevel(logging.INFO)
             workflow = api.workflow(
-                resource_settings=ResourceSettings(cores=cores),
+                # Elsewhere than this machine, --cores bounds the jobs queued at once.
+                resource_settings=ResourceSettings(
+                    cores=cores, nodes=None if chosen.shares_machine else cores,
+                    default_resources=chosen.default_resources() or None),
                 config_settings=ConfigSettings(configfiles=[run_dir / plan_mod.CONFIG_FILE]),
                 snakefile=resources.snakefile(),
                 workdir=run_dir,
@@ -204,11 +214,11 @@ def execute(plan: plan_mod.Plan, executor: str = "local", cores: int = 1, progre
             dag.execute_workflow(
                 executor=chosen.plugin,
                 execution_settings=ExecutionSettings(latency_wait=5),
-                executor_settings=chosen.settings() if chosen.settings else None,
+                executor_settings=chosen.plugin_settings(run_dir),
             )
     except (KeyboardInterrupt, WorkflowError) as exc:
         if stop.signum is None and isinstance(exc, WorkflowError):
-            raise _failure(plan, started, exc) from None
+            raise _failure(plan, started, exc, chosen.explain(errors.messages)) from None
         raise Interrupted(stop.signum or signal.SIGINT, len(finished_jobs(plan))) from None
     except LockException:
         raise ExecutionError(
@@ -220,8 +230,15 @@ def execute(plan: plan_mod.Plan, executor: str = "local", cores: int = 1, progre
     return [job.id for job, record in records(plan) if record.get("started", "") >= started]
 
 
-def _failure(plan: plan_mod.Plan, started: str, exc: Exception) -> ExecutionError:
+def _failure(plan: plan_mod.Plan, started: str, exc: Exception, explained: list[str] | None = None) -> ExecutionError:
     failed = failed_jobs(plan, since=started)
+    if explained:  # the executor ended jobs (Slurm: scancel, its time limit, ...): its account comes first
+        from recast.job import tail
+
+        text = "\n".join(explained)
+        if failed:
+            text += f"\n--- last lines of {failed[0][0].log} ---\n{tail(failed[0][0].log)}"
+        return ExecutionError(f"{text}\n(finished jobs are kept: run the same command to resume)")
     if not failed:
         return ExecutionError(f"Snakemake could not run the workflow in {plan.run_dir}: {exc}")
     job, record = failed[0]
@@ -345,14 +362,28 @@ def _changed_outputs(job: plan_mod.PlannedJob, expected: dict) -> list[str]:
     return changed
 
 
-def _container_broker(plan: plan_mod.Plan, executor: str, cores: int):
+def _container_broker(plan: plan_mod.Plan, executor: Configured, cores: int):
     """Jobs on this machine let this process, which has the Docker SDK loaded, start their
     containers (see recast.environments.broker); elsewhere each job starts its own."""
-    if not get_environment(plan.environment).uses_container_broker or executor != "local":
+    if not get_environment(plan.environment).uses_container_broker or not executor.shares_machine:
         return contextlib.nullcontext()
     from recast.environments import broker
 
     return broker.serve(plan.run_dir, concurrency=cores, run_id=plan.run_id)
+
+
+class _ErrorMessages(logging.Handler):
+    """Snakemake's error messages of a run, for the executor to explain (a Slurm job's state, say)."""
+
+    def __init__(self):
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # A job's error comes with the executor's message in `rule_msg`.
+        parts = [record.getMessage(), *(getattr(record, key) for key in ("rule_msg", "msg")
+                                       if isinstance(getattr(record, key, None), str))]
+        self.messages.append("\n".join(dict.fromkeys(p for p in parts if p)))
 
 
 def _now() -> str:
@@ -374,13 +405,14 @@ def failed_jobs(plan: plan_mod.Plan, since: str) -> list[tuple[plan_mod.PlannedJ
 
 
 def run(analysis: Analysis, request: request_mod.Request, run_dir: Path, environment: str = "docker",
-        executor: str = "local", cores: int = 1, progress: RunProgress | None = None,
+        executor: str | Configured = "local", cores: int = 1, progress: RunProgress | None = None,
         allow_stale_images: bool = False) -> RunOutcome:
     """Run ``request``; images out of date (:func:`recast.images.stale`) are refused unless
     ``allow_stale_images``, and then recorded in provenance."""
     from recast import images, provenance, results
 
     started = _now()
+    executor = configure(executor)  # an unknown executor or a missing setting is refused before anything runs
     stale = {}
     if get_environment(environment).uses_images:
         stale = images.require_current(analysis, allow_stale_images)
@@ -401,8 +433,8 @@ def run(analysis: Analysis, request: request_mod.Request, run_dir: Path, environ
         outcome.ended = _now()
         # Written together and only on success, so that a failed or interrupted
         # re-run never leaves results without the provenance that explains them.
-        results.write(analysis, request, plan, executor)
-        provenance.write(analysis, request, plan, executor, outcome)
+        results.write(analysis, request, plan, executor.name)
+        provenance.write(analysis, request, plan, executor.name, outcome)
     return outcome
 
 

@@ -80,15 +80,19 @@ def refreshed_dir(run: StoredRun, analysis: Analysis) -> Path:
     return run.run_dir.with_name(f"{run.run_dir.name}.v{analysis.version}-{digest(analysis.document)[7:15]}")
 
 
-def rerun(run: StoredRun, analysis: Analysis, environment: str | None = None, cores: int = 1):
-    """Re-run a stored run's request with the analysis as it is now, into a new folder beside it."""
+def rerun(run: StoredRun, analysis: Analysis, environment: str | None = None, cores: int = 1, executor="local"):
+    """Re-run a stored run's request with the analysis as it is now, into a new folder beside it.
+
+    ``executor``: a name or a configured executor (:func:`recast.executors.configure`).
+    """
     from recast import execution
 
     stored = _read(run.run_dir, "request.json")
     document = {"analysis": analysis.id, "parameters": stored["parameters"]}
     request = request_mod.check(analysis, document, run.run_dir / "request.json", run.run_dir / "inputs")
     return execution.run(analysis, request, refreshed_dir(run, analysis),
-                         environment=environment or run.provenance["environment"], cores=cores)
+                         environment=environment or run.provenance["environment"], cores=cores,
+                         executor=executor)
 
 
 def diff(a: StoredRun, b: StoredRun) -> dict:

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 python=${PYTHON:-python3}
 echo "setup: installing recast and the example analysis into $($python -c 'import sys; print(sys.executable)')"
-$python -m pip install --quiet --disable-pip-version-check -e '.[test,jax,service]' -e ./containers/wh1lbb
+$python -m pip install --quiet --disable-pip-version-check -e '.[test,jax,service,slurm,kubernetes]' -e ./containers/wh1lbb
 
 if bash containers/engine.sh; then
     if [[ $(id -u) -eq 0 ]]; then

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from recast import catalog as catalog_mod
+from recast.cli.executor import executor_options
 from recast.cli.common import catalog_option, console, emit_json, fmt, json_option, table
 from recast.environments import ENVIRONMENTS
 from recast.errors import RecastError
@@ -16,10 +17,11 @@ from recast.errors import RecastError
 @click.option("--list", "list_only", is_flag=True, help="Only list the stale results; re-run nothing.")
 @click.option("--environment", type=click.Choice(sorted(ENVIRONMENTS)),
               help="Re-run in this environment (default: the one each stored run used).")
+@executor_options()
 @click.option("--cores", type=click.IntRange(min=1), default=1, show_default=True)
 @catalog_option
 @json_option
-def refresh(runs_dir, list_only, environment, cores, catalog_dir, as_json):
+def refresh(runs_dir, list_only, environment, executor, cores, catalog_dir, as_json):
     """Find stored results made with an older analysis version, spec or image, and re-run them.
 
     Each re-run goes to a new folder beside the old one (RUN.vVERSION-DIGEST):
@@ -37,7 +39,7 @@ def refresh(runs_dir, list_only, environment, cores, catalog_dir, as_json):
         reasons = refresh_mod.stale(run, analysis)
         entry = {"run": str(run.run_dir), "stale": bool(reasons), "reasons": reasons, "refreshed": None}
         if reasons and not list_only:
-            outcome = refresh_mod.rerun(run, analysis, environment, cores)
+            outcome = refresh_mod.rerun(run, analysis, environment, cores, executor)
             entry["refreshed"] = str(outcome.run_dir)
         report.append(entry)
     if as_json:

@@ -14,7 +14,7 @@ from recast.cli.common import (allow_stale_option, band, catalog_option, complet
                                err_console, is_band, json_option, table)
 from recast.environments import ENVIRONMENTS
 from recast.errors import RecastError
-from recast.executors import EXECUTORS
+from recast.cli.executor import executor_options
 
 
 @click.command()
@@ -24,9 +24,9 @@ from recast.executors import EXECUTORS
 @click.option("--example", help="Run one of the analysis's example requests instead (see `recast catalog show`).")
 @click.option("--environment", type=click.Choice(sorted(ENVIRONMENTS)), default="docker", show_default=True,
               help="How each job runs: in its preserved Docker image, or on this machine's Python.")
-@click.option("--executor", type=click.Choice(sorted(EXECUTORS)), default="local", show_default=True,
-              help="Where jobs run.")
-@click.option("--cores", type=click.IntRange(min=1), default=1, show_default=True, help="Jobs run at once (local executor).")
+@executor_options()
+@click.option("--cores", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Jobs run at once (on another executor than local: jobs submitted at once).")
 @click.option("--workdir", type=click.Path(file_okay=False),
               help="Run folder (default: runs/ANALYSIS/REQUEST-NAME). Re-running into the same folder only redoes what changed.")
 @click.option("--dry-run", is_flag=True, help="Check the request and print the plan (jobs, images, inputs); run nothing.")
@@ -61,7 +61,7 @@ def run(analysis_id, request_file, example, environment, executor, cores, workdi
     started = time.monotonic()
     if not as_json:
         err_console.print(f"running [bold]{analysis.id}[/bold] {analysis.version} on {request_path} "
-                          f"in {run_dir} (environment {environment}, executor {executor})", highlight=False)
+                          f"in {run_dir} (environment {environment}, executor {executor.name})", highlight=False)
     outcome = execution.run(analysis, request, run_dir, environment=environment, executor=executor, cores=cores,
                             allow_stale_images=allow_stale_images)
     elapsed = time.monotonic() - started

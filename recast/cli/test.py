@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from recast import catalog as catalog_mod
+from recast.cli.executor import executor_options
 from recast.cli.common import (allow_stale_option, catalog_option, complete_analysis, console, emit_json, err_console,
                                fmt, json_option, table)
 from recast.environments import ENVIRONMENTS
@@ -22,6 +23,7 @@ from recast.errors import RecastError
 @click.option("--example", "example_name", metavar="NAME", help="Only this example (default: every example).")
 @click.option("--step", help="Run only this step check (checks.yaml `steps`) on its stored fixtures.")
 @click.option("--environment", type=click.Choice(sorted(ENVIRONMENTS)), default="docker", show_default=True)
+@executor_options()
 @click.option("--cores", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--workdir", type=click.Path(file_okay=False), default="runs/test", show_default=True,
               help="Where test runs go (never a user's run folder; references are only read).")
@@ -29,7 +31,7 @@ from recast.errors import RecastError
 @allow_stale_option
 @catalog_option
 @json_option
-def test(analysis_ids, all_, update_reference, example_name, step, environment, cores, workdir, junit_file,
+def test(analysis_ids, all_, update_reference, example_name, step, environment, executor, cores, workdir, junit_file,
          allow_stale_images, catalog_dir, as_json):
     """Re-run each example request of ANALYSIS and compare with its archived reference results.
 
@@ -48,8 +50,11 @@ def test(analysis_ids, all_, update_reference, example_name, step, environment, 
     if update_reference:
         if step:
             raise click.UsageError("--update-reference writes the references of examples, not of steps")
-        _update_references(analyses, example_name, Path(workdir), environment, cores, allow_stale_images, as_json)
+        _update_references(analyses, example_name, Path(workdir), environment, cores, allow_stale_images, as_json,
+                           executor)
         return
+    if step and not executor.shares_machine:
+        raise click.UsageError("--step runs one template here, on this machine: leave out --executor")
     cases = []
     for analysis in analyses:
         if step:
@@ -65,7 +70,7 @@ def test(analysis_ids, all_, update_reference, example_name, step, environment, 
                               f"`{command(analysis, 'test', '--update-reference')}`")
         for name in with_reference:
             cases.append(acceptance.test_example(analysis, name, Path(workdir), environment, cores,
-                                                 allow_stale_images))
+                                                 allow_stale_images, executor))
     if junit_file:
         acceptance.junit(cases, Path(junit_file))
     if as_json:
@@ -85,7 +90,8 @@ def test(analysis_ids, all_, update_reference, example_name, step, environment, 
         raise SystemExit(1)
 
 
-def _update_references(analyses, example_name, workdir, environment, cores, allow_stale_images, as_json) -> None:
+def _update_references(analyses, example_name, workdir, environment, cores, allow_stale_images, as_json,
+                       executor="local") -> None:
     from recast import acceptance
     from recast.catalog import command
 
@@ -98,7 +104,8 @@ def _update_references(analyses, example_name, workdir, environment, cores, allo
         if not names:
             raise RecastError(f"analysis {analysis.id} has no example requests (examples: in {analysis.spec_path})")
         for name in names:
-            update = acceptance.update_reference(analysis, name, workdir, environment, cores, allow_stale_images)
+            update = acceptance.update_reference(analysis, name, workdir, environment, cores, allow_stale_images,
+                                                 executor)
             updates.append(update)
             if as_json:
                 continue
