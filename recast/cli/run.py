@@ -177,10 +177,17 @@ def column_order(columns, inputs: list[str]) -> list[str]:
 
 
 def _request_fields(run_dir: Path) -> list[str]:
-    """The field names of the run's request, in order: its parameters, and the fields of its lists of records."""
+    """The field names of the run's request (see :func:`request_fields`)."""
     try:
         parameters = json.loads((Path(run_dir) / "request.json").read_text()).get("parameters", {})
     except (OSError, ValueError, AttributeError):
+        return []
+    return request_fields(parameters)
+
+
+def request_fields(parameters: dict) -> list[str]:
+    """A request's field names, in order: its parameters, and the fields of its lists of records."""
+    if not isinstance(parameters, dict):
         return []
     fields = []
     for key, value in parameters.items():

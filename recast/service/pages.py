@@ -245,15 +245,18 @@ def request_page(request_id: int, http: HttpRequest, found: Visitor = Depends(vi
     shown = actions.describe(session, service, request)
     results = request.results or {}
     return render(http, "request.html", found, request=shown, results=results,
-                  tables=_result_tables(results.get("values", {})),
+                  tables=_result_tables(results.get("values", {}),
+                                        (request.document or {}).get("parameters", {})),
                   maintainer=found.principal.maintains(request.analysis_id),
                   owner=request.owner_id == found.principal.user_id,
                   outputs=actions.files(session, found.principal, request_id)["outputs"])
 
 
-def _result_tables(values: dict) -> list[dict]:
-    """Each result value as a table when it is a list of records (or holds one), else as one row."""
+def _result_tables(values: dict, parameters: dict) -> list[dict]:
+    """Each result value as a table when it is a list of records (or holds one), else as one row;
+    columns as ``recast results`` orders them (name, masses, inputs, then results)."""
     from recast.cli.common import fmt
+    from recast.cli.run import column_order, request_fields
 
     tables, scalars = [], []
     for name, value in values.items():
@@ -261,7 +264,7 @@ def _result_tables(values: dict) -> list[dict]:
         if isinstance(rows, dict) and len(rows) == 1:
             rows = next(iter(rows.values()))
         if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
-            columns = list(dict.fromkeys(c for r in rows for c in r))
+            columns = column_order(dict.fromkeys(c for r in rows for c in r), request_fields(parameters))
             tables.append({"name": name, "columns": columns,
                            "rows": [[fmt(r.get(c)) for c in columns] for r in rows]})
         else:

@@ -118,3 +118,14 @@ def test_html_is_escaped(client, service, people, catalog):
     assert "<script>alert(1)</script>" not in page.text and "&lt;script&gt;" in page.text
     assert "<img src=x" not in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_result_tables_put_name_masses_and_inputs_before_results_as_the_cli_does():
+    from recast.service.pages import _result_tables
+
+    values = {"points": [{"cls_exp": [0.1] * 5, "cls_obs": 0.2, "cross_section_pb": 0.05, "m_C1N2": 300,
+                          "m_N1": 0, "name": "p300"}], "total": 3}
+    parameters = {"signals": [{"name": "p300", "m_C1N2": 300, "m_N1": 0, "cross_section_pb": 0.05}]}
+    tables = _result_tables(values, parameters)
+    assert tables[0] == {"name": "values", "columns": ["value", "result"], "rows": [["total", "3"]]}
+    assert tables[1]["columns"] == ["name", "m_C1N2", "m_N1", "cross_section_pb", "cls_obs", "cls_exp"]
