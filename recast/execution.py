@@ -365,8 +365,10 @@ def _changed_outputs(job: plan_mod.PlannedJob, expected: dict) -> list[str]:
 def _container_broker(plan: plan_mod.Plan, executor: Configured, cores: int):
     """Jobs on this machine let this process, which has the Docker SDK loaded, start their
     containers (see recast.environments.broker); elsewhere each job starts its own."""
-    if not get_environment(plan.environment).uses_container_broker or not executor.shares_machine:
+    if not get_environment(plan.environment).uses_container_broker:
         return contextlib.nullcontext()
+    if not executor.shares_machine:
+        return _remove_containers_after(plan.run_id)
     from recast.environments import broker
 
     return broker.serve(plan.run_dir, concurrency=cores, run_id=plan.run_id)
@@ -384,6 +386,24 @@ class _ErrorMessages(logging.Handler):
         parts = [record.getMessage(), *(getattr(record, key) for key in ("rule_msg", "msg")
                                        if isinstance(getattr(record, key, None), str))]
         self.messages.append("\n".join(dict.fromkeys(p for p in parts if p)))
+
+
+@contextlib.contextmanager
+def _remove_containers_after(run_id: str):
+    """When a run whose jobs start their own containers ends, remove what is left of them.
+
+    A job that its executor kills outright (Slurm's SIGKILL, KillWait after its
+    SIGTERM) cannot remove its container; once the run ends none of its jobs
+    runs any more. Only this machine's engine is reached: on a cluster, each
+    node's leftovers are removed by their deadline (``recast gc``).
+    """
+    try:
+        yield
+    finally:
+        from recast.environments.docker import reap
+
+        with contextlib.suppress(ExecutionError):
+            reap(run_id=run_id)
 
 
 def _now() -> str:
