@@ -105,8 +105,9 @@ def run_id(analysis: Analysis, run_dir: Path) -> str:
 def image_lock(analysis: Analysis) -> dict[str, dict]:
     from recast import images
 
-    return {name: {"tag": ref.tag, "id": ref.id} for name in analysis.images
-            if (ref := images.resolve(analysis, name)) is not None}
+    return {name: {"tag": ref.tag, "id": ref.id, **({"registry": pushed} if (pushed := images.registry_ref(analysis, name))
+                                                    else {})}
+            for name in analysis.images if (ref := images.resolve(analysis, name)) is not None}
 
 
 def host_alternative(analysis: Analysis) -> str:

@@ -487,3 +487,99 @@ def engine_api():
     except docker.errors.DockerException as err:
         raise RecastError(f"no Docker engine answers, so images cannot be built: "
                           f"start one with containers/engine.sh\n  {err}") from None
+
+
+# Images by registry digest: `recast images push ID --registry HOST[:PORT]/PREFIX`.
+#
+# A pushed image is recorded in the lock beside its local ID, as
+# ``registry_ref: REPOSITORY@sha256:DIGEST``: the digest names the one image
+# the registry will ever serve under it. A machine without the image pulls
+# exactly that reference (see :func:`pull_pinned`) and refuses it unless it is
+# the pinned image ID; a tag is never pulled.
+
+REGISTRY_REF = re.compile(r"[a-z0-9][a-z0-9._-]*(?::[0-9]+)?(?:/[a-z0-9][a-z0-9._-]*)+@sha256:[0-9a-f]{64}")
+
+
+def registry_repository(registry: str, spec: ImageSpec) -> str:
+    """Where ``push`` puts an image in ``registry`` (``HOST[:PORT]/PREFIX``): PREFIX/NAME, NAME its tag's last part."""
+    repository = spec.tag.rsplit(":", 1)[0] if ":" in spec.tag.rsplit("/", 1)[-1] else spec.tag
+    return f"{registry.strip().rstrip('/')}/{repository.rsplit('/', 1)[-1]}"
+
+
+def registry_ref(analysis: Analysis, name: str) -> str | None:
+    """The ``REPOSITORY@sha256:DIGEST`` an image was pushed as, if it was pushed since it was built."""
+    spec = analysis.images.get(name)
+    entry = read_lock(analysis)["images"].get(name, {})
+    ref = entry.get("registry_ref")
+    if spec is None or entry.get("tag") != spec.tag or not isinstance(ref, str):
+        return None
+    return ref
+
+
+def push(analysis: Analysis, registry: str, names: list[str] | None = None,
+         progress: Progress | None = None) -> dict[str, str]:
+    """Push the pinned images of ``analysis`` to ``registry`` and record each one's digest reference in the lock.
+
+    Returns image name -> ``REPOSITORY@sha256:DIGEST``. Only the pinned image
+    (by its ID) is pushed, under its spec tag's version; the local ID stays in the lock.
+    """
+    import docker
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*(?::[0-9]+)?(?:/[a-z0-9][a-z0-9._-]*)+/?", registry.strip()):
+        raise RecastError(f"--registry {registry!r}: expected HOST[:PORT]/PREFIX, e.g. 127.0.0.1:5001/recast "
+                          "(lower-case letters, digits, '.', '_', '-')")
+    api = engine_api()
+    names = names or sorted(analysis.images)
+    pushed = {}
+    for name in names:
+        ref = resolve(analysis, name)
+        if not ref.id:
+            raise RecastError(f"image {name!r} of {analysis.id} is not built: run `{_build_command(analysis)}`")
+        if find_image(api, ref.id) is None:
+            raise RecastError(f"image {name!r} ({ref.id[:19]}) is not in this Docker engine, so it cannot be pushed: "
+                              f"run `{_build_command(analysis)}`")
+        repository = registry_repository(registry, analysis.images[name])
+        version = ref.tag.rsplit(":", 1)[1] if ":" in ref.tag.rsplit("/", 1)[-1] else "latest"
+        digest = None
+        try:
+            api.tag(ref.id, repository, version)
+            for chunk in api.push(repository, tag=version, stream=True, decode=True):
+                if "error" in chunk:
+                    raise RecastError(f"pushing image {name!r} to {repository}:{version} failed: {chunk['error'].strip()}")
+                if progress and chunk.get("status"):
+                    progress(name, f"{chunk['status']} {chunk.get('progress', '')}".strip())
+                digest = chunk.get("aux", {}).get("Digest", digest)
+        except docker.errors.APIError as err:
+            raise RecastError(f"pushing image {name!r} to {repository}: {err.explanation or err}") from None
+        if not digest:
+            raise RecastError(f"pushing image {name!r} to {repository}: the registry reported no digest")
+        pushed[name] = f"{repository}@{digest}"
+        lock = read_lock(analysis)  # read again: only this image's reference is added
+        lock["images"][name]["registry_ref"] = pushed[name]
+        write_lock(analysis, lock)
+    return pushed
+
+
+def pull_pinned(api, image_id: str, reference: str) -> None:
+    """Pull ``reference`` (``REPOSITORY@sha256:DIGEST``) into the engine ``api`` and check it is ``image_id``.
+
+    Anything else is refused: a reference that is not by digest, and an image
+    whose ID is not the pinned one (which is then removed again).
+    """
+    import docker
+
+    if not REGISTRY_REF.fullmatch(reference):
+        raise RecastError(f"{reference[:120]!r} is not REPOSITORY@sha256:DIGEST: only a digest names one image "
+                          "for good, so nothing else is pulled")
+    repository, digest = reference.split("@")
+    try:
+        api.pull(repository, tag=digest)
+    except docker.errors.APIError as err:
+        raise RecastError(f"pulling {reference} failed: {err.explanation or err}") from None
+    found = find_image(api, reference)
+    if found != image_id:
+        try:
+            api.remove_image(reference)
+        except docker.errors.APIError:
+            pass  # in use, or shared with another tag: left as it is, and never run
+        raise RecastError(f"{reference} is image {found}, not the pinned {image_id}: refused")

@@ -115,7 +115,8 @@ def run(plan_path: str, job_id: str) -> int:
     env_job = Job(
         run_id=plan.run_id, step=job.id, argv=job.argv, outdir=Path(job.outdir),
         read_only=[Path(p) for p in job.inputs],
-        image=ImageRef(job.image["name"], job.image["tag"], job.image["id"], plan.analysis["id"]),
+        image=ImageRef(job.image["name"], job.image["tag"], job.image["id"], plan.analysis["id"],
+                       job.image.get("registry")),
         env=job.env, cores=job.cores, memory_bytes=job.memory_bytes,
         time_limit_s=job.time_limit_s, network=job.network, log_path=Path(job.log),
         output_bytes=job.output_bytes,

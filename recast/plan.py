@@ -205,7 +205,8 @@ def _job(analysis, stage, template, branch, item, parameters, jobs_by_stage, run
         outputs=sorted(output_files.values()) + [str(outdir / VALUES_FILE)],
         output_files=output_files,
         output_values={n: [output_files[f], pointer] for n, (f, pointer) in template.output_values.items()},
-        image={"name": template.image, "tag": image.get("tag"), "id": image.get("id")},
+        image={"name": template.image, "tag": image.get("tag"), "id": image.get("id"),
+               **({"registry": image["registry"]} if image.get("registry") else {})},
         env=dict(template.env),
         cores=template.resources.cores,
         memory_bytes=template.resources.memory_bytes,
@@ -219,6 +220,8 @@ def _job(analysis, stage, template, branch, item, parameters, jobs_by_stage, run
     identity["template_document"] = analysis.document["templates"].get(template.name)
     if not get_environment(environment).uses_images:
         identity["image"] = None  # e.g. the host environment: the image plays no part in what runs
+    else:  # where the image can be pulled from changes nothing in what runs: its ID does
+        identity["image"] = {k: v for k, v in job.image.items() if k != "registry"}
     identity["environment"] = environment
     job.digest = digest(identity)
     return job

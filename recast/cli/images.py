@@ -85,3 +85,34 @@ def load(analysis_id, names, catalog_dir, as_json):
         emit_json(restored)
     else:
         console.print(table("restored", ["name", "id"], [[n, i] for n, i in restored.items()]))
+
+
+@images.command()
+@click.argument("analysis_id", metavar="ANALYSIS", shell_complete=complete_analysis)
+@click.argument("names", nargs=-1)
+@click.option("--registry", required=True, metavar="HOST[:PORT]/PREFIX",
+              help="Registry and prefix to push to, e.g. 127.0.0.1:5001/recast (an image goes to PREFIX/NAME:VERSION).")
+@catalog_option
+@json_option
+@click.option("--quiet", "-q", is_flag=True, help="Do not echo the push progress.")
+def push(analysis_id, names, registry, catalog_dir, as_json, quiet):
+    """Push the pinned images of ANALYSIS (or only NAMES) and record each one's REPOSITORY@sha256:DIGEST.
+
+    The lock keeps the local image ID too. A machine without an image pulls
+    exactly the recorded digest when a job needs it, and refuses it unless it
+    is the pinned image ID.
+    """
+    from recast import images as images_mod
+
+    analysis = catalog_mod.load(catalog_dir, analysis_id)
+
+    def progress(name: str, line: str) -> None:
+        err_console.print(Text.assemble((name, "dim"), " ", line), highlight=False, soft_wrap=True)
+
+    pushed = images_mod.push(analysis, registry, list(names) or None, progress=None if quiet else progress)
+    rows = [{"name": n, "id": images_mod.resolve(analysis, n).id, "registry_ref": r} for n, r in pushed.items()]
+    if as_json:
+        emit_json(rows)
+    else:
+        console.print(table(f"pushed (recorded in {images_mod.lock_path(analysis)})", ["name", "id", "pull"],
+                            [[r["name"], r["id"][:19], r["registry_ref"]] for r in rows]))

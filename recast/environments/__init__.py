@@ -23,6 +23,7 @@ class ImageRef:
     tag: str
     id: str | None  # sha256:... recorded by `recast images build`; None if not built
     analysis: str = "ANALYSIS"  # the catalog entry it belongs to, for messages that say what to run
+    registry: str | None = None  # REPOSITORY@sha256:DIGEST (`recast images push`): pulled when the engine lacks `id`
 
 
 @dataclass(frozen=True)

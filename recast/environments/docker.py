@@ -138,17 +138,22 @@ class DockerEnvironment:
         container = None
         restore_sigterm = _raise_on_sigterm()
         try:
+            create = lambda: api.create_container(  # noqa: E731
+                image.id, command=list(job.argv), user=details["user"],
+                working_dir=str(job.outdir), environment=environment, labels=labels,
+                host_config=host_config, stdin_open=False, tty=False,
+            )["Id"]
             try:
-                container = api.create_container(
-                    image.id, command=list(job.argv), user=details["user"],
-                    working_dir=str(job.outdir), environment=environment, labels=labels,
-                    host_config=host_config, stdin_open=False, tty=False,
-                )["Id"]
+                container = create()
             except docker.errors.ImageNotFound:
-                raise ExecutionError(
-                    f"step {job.step}: image {image.name!r} ({image.tag}, {image.id}) is not in this "
-                    f"Docker engine: run `recast images build {image.analysis}`"
-                ) from None
+                if not image.registry:
+                    raise ExecutionError(
+                        f"step {job.step}: image {image.name!r} ({image.tag}, {image.id}) is not in this "
+                        f"Docker engine: run `recast images build {image.analysis}`, or push it once with "
+                        f"`recast images push {image.analysis} --registry HOST/PREFIX` for other machines to pull"
+                    ) from None
+                _pull(api, job, image)
+                container = create()
             details["container"] = container
             return self._start_and_wait(api, container, job, details)
         except docker.errors.APIError as err:
@@ -214,6 +219,18 @@ class DockerEnvironment:
             details["oom_killed"] = True
             details["memory_limit_bytes"] = job.memory_bytes
         return Outcome(exit_code=code, details=details)
+
+
+def _pull(api, job: Job, image) -> None:
+    """The pinned image from its registry, by digest, and only if it is the pinned ID (recast.images.pull_pinned)."""
+    from recast.errors import RecastError
+    from recast.images import pull_pinned
+
+    try:
+        pull_pinned(api, image.id, image.registry)
+    except RecastError as err:
+        raise ExecutionError(f"step {job.step}: image {image.name!r} ({image.id[:19]}) is not in this Docker "
+                             f"engine, and {err}") from None
 
 
 def _copy_log(chunks, log_path: Path, limit: int) -> None:
