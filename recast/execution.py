@@ -216,6 +216,7 @@ def execute(plan: plan_mod.Plan, executor: str | Configured = "local", cores: in
                 executor=chosen.plugin,
                 execution_settings=ExecutionSettings(latency_wait=5),
                 executor_settings=chosen.plugin_settings(run_dir),
+                remote_execution_settings=chosen.remote_execution_settings(),
             )
     except (KeyboardInterrupt, WorkflowError) as exc:
         if stop.signum is None and isinstance(exc, WorkflowError):

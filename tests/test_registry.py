@@ -39,8 +39,14 @@ def registry(tmp_path):
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    yield f"{started.stdout.strip()}/recast-test"
+    address = started.stdout.strip()
+    yield f"{address}/recast-test"
     os.kill(int((state / "registry.pid").read_text()), signal.SIGTERM)
+    client = docker.from_env()
+    for image in client.images.list():
+        for tag in image.tags:
+            if tag.startswith(f"{address}/"):
+                client.images.remove(tag)  # the push's tag only; the image stays as it was
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import click
 
 from recast import __version__
 from recast.cli.catalog import catalog, validate
+from recast.cli.export import export_group
 from recast.cli.images import images
 from recast.cli.imports import import_group
 from recast.cli.likelihood import likelihood
@@ -31,7 +32,8 @@ def cli():
     """Preserve LHC analyses and reinterpret them on new signal models."""
 
 
-for command in (catalog, validate, images, run, results, gc, test, refresh, diff, likelihood, import_group):
+for command in (catalog, validate, images, run, results, gc, test, refresh, diff, likelihood, import_group,
+                export_group):
     cli.add_command(command)
 for command in (serve, worker, remote):  # the request service: recast/service/
     cli.add_command(command)

@@ -83,6 +83,15 @@ class Configured:
         module = self.executor.load()
         return module.plugin_settings(self.settings, Path(run_dir)) if module else None
 
+    def remote_execution_settings(self):
+        """Snakemake's remote execution settings: the jobs' image, for an executor that names one."""
+        from snakemake.settings.types import RemoteExecutionSettings
+
+        module = self.executor.load()
+        if module is not None and hasattr(module, "container_image"):
+            return RemoteExecutionSettings(container_image=module.container_image(self.settings))
+        return RemoteExecutionSettings()
+
     def default_resources(self) -> dict[str, Any]:
         module = self.executor.load()
         return module.default_resources(self.settings) if module else {}
