@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi import Request as HttpRequest
@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
 
 import recast
 from recast.errors import RecastError, RequestError
@@ -40,28 +41,43 @@ def service_of(http: HttpRequest) -> Service:
     return http.app.state.service
 
 
-def database(http: HttpRequest) -> Iterator[Session]:
-    with service_of(http).db.session() as session:
+async def database(http: HttpRequest) -> AsyncIterator[Session]:
+    """A session for one request. Made and closed on the event loop (no database work: the connection
+    is taken on first use, in the endpoint's thread): a thread hop less on entry, and on exit unless
+    a transaction is still open (closing it returns the connection, a database call)."""
+    session = service_of(http).db.session()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 def principal(http: HttpRequest, session: Session = Depends(database)) -> Principal | None:
     """Who is asking: a bearer token, else a session cookie (with its CSRF value on every change), else nobody."""
-    header = http.headers.get("authorization")
-    if header:
-        scheme, _, token = header.partition(" ")
-        found = auth.authenticate(session, token.strip()) if scheme.lower() == "bearer" else None
-        if found is None:
-            raise Unauthenticated("the API token is unknown, revoked or expired")
+    try:
+        header = http.headers.get("authorization")
+        if header:
+            scheme, _, token = header.partition(" ")
+            found = auth.authenticate(session, token.strip()) if scheme.lower() == "bearer" else None
+            if found is None:
+                raise Unauthenticated("the API token is unknown, revoked or expired")
+            return found
+        data = service_of(http).sessions.read(http.cookies.get(auth.SESSION_COOKIE))
+        if data is None:
+            return None
+        found = auth.principal_for_token_id(session, data["t"])
+        if found is not None and http.method not in SAFE_METHODS \
+                and not auth.same_secret(http.headers.get("x-csrf-token"), data["c"]):
+            raise Forbidden("missing or wrong X-CSRF-Token for this session")
         return found
-    data = service_of(http).sessions.read(http.cookies.get(auth.SESSION_COOKIE))
-    if data is None:
-        return None
-    found = auth.principal_for_token_id(session, data["t"])
-    if found is not None and http.method not in SAFE_METHODS \
-            and not auth.same_secret(http.headers.get("x-csrf-token"), data["c"]):
-        raise Forbidden("missing or wrong X-CSRF-Token for this session")
-    return found
+    finally:
+        # Give the connection back to the pool now (the session stays usable), not when the response is
+        # done: else an upload being received or an event stream holds one throughout, and 15 uploads
+        # that each open a second session wait for each other until the pool times out (HTTP 500).
+        session.close()
 
 
 def admin(who: Principal | None = Depends(principal)) -> Principal:
@@ -116,6 +132,13 @@ class NewTokenBody(BaseModel):
 # -- the routes ---------------------------------------------------------------------------------
 
 router = APIRouter(prefix="/api")
+
+
+@router.get("/health", include_in_schema=False)
+async def health():
+    """Static liveness answer (no database, no authentication): for load balancers and as a benchmark baseline.
+    Operational, not part of the API document (so not in test_authorization's matrix of API routes)."""
+    return {"status": "ok", "version": recast.__version__}
 
 
 @router.get("/analyses", tags=["catalog"])
@@ -428,15 +451,32 @@ def create_app(config: ServiceConfig | None = None, service: Service | None = No
             return pages.error_page(http, 400, str(exc))
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
-    @app.middleware("http")
-    async def _headers(http: HttpRequest, call_next):
-        response = await call_next(http)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        if wants_html(http) and not http.url.path.startswith("/docs"):
-            response.headers.setdefault("Content-Security-Policy",
-                                        "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
-        return response
-
+    app.add_middleware(_SecurityHeaders)
     return app
+
+
+class _SecurityHeaders:
+    """Security headers on every answer (those it does not set itself). Plain ASGI: Starlette's
+    ``@app.middleware("http")`` runs each request through extra tasks and streams, a measured cost."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        html = not path.startswith(("/api", "/docs")) and path != "/openapi.json"
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("X-Frame-Options", "DENY")
+                headers.setdefault("Referrer-Policy", "same-origin")
+                if html:
+                    headers.setdefault("Content-Security-Policy",
+                                       "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -26,7 +26,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -161,26 +161,46 @@ def token_usable(token: Token | None, now: datetime | None = None) -> bool:
             and (token.expires_at is None or token.expires_at > now))
 
 
+def _lookup(session: Session, token_id: str) -> tuple[str, Principal, datetime | None] | None:
+    """A usable token's stored hash, the principal it stands for and when it was last used, in one query
+    (token, user and roles joined; no ORM objects: this runs on every authenticated request). None when
+    unknown or unusable."""
+    rows = session.execute(
+        select(Token.secret_sha256, Token.expires_at, Token.revoked_at, User.id, User.name, User.disabled,
+               Token.last_used_at, Role.role, Role.analysis_id)
+        .join(User, User.id == Token.user_id).outerjoin(Role, Role.user_id == User.id)
+        .where(Token.id == token_id)).all()
+    if not rows:
+        return None
+    secret, expires, revoked, user_id, name, disabled = rows[0][:6]
+    if revoked is not None or disabled or (expires is not None and expires <= utcnow()):
+        return None
+    roles = tuple(sorted({(r.role, r.analysis_id) for r in rows if r.role is not None},
+                         key=lambda r: (r[0], r[1] or "")))
+    return secret, Principal(user_id, name, roles, token_id), rows[0].last_used_at
+
+
 def authenticate(session: Session, text: str | None) -> Principal | None:
     """The principal a token stands for, or None (unknown, malformed, wrong secret, revoked, expired)."""
     match = _TOKEN.match(text or "")
-    token = session.get(Token, match.group(1)) if match else None
+    found = _lookup(session, match.group(1)) if match else None
     secret = match.group(2) if match else ""
     # Compare even when there is no such token, so that timing tells nothing.
-    same = hmac.compare_digest(_sha256(secret), token.secret_sha256 if token is not None else _DUMMY_HASH)
-    if not (same and token_usable(token)):
+    same = hmac.compare_digest(_sha256(secret), found[0] if found is not None else _DUMMY_HASH)
+    if not (same and found is not None):
         return None
     now = utcnow()
-    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
-        token.last_used_at = now
+    if found[2] is None or now - found[2] > timedelta(minutes=1):  # a write at most once a minute per token
+        session.execute(update(Token).where(Token.id == found[1].token_id).values(last_used_at=now)
+                        .execution_options(synchronize_session=False))
         session.commit()
-    return principal_of(token.user, token.id)
+    return found[1]
 
 
 def principal_for_token_id(session: Session, token_id: str) -> Principal | None:
     """For a session cookie that names its token: the principal while the token is still usable."""
-    token = session.get(Token, token_id) if isinstance(token_id, str) else None
-    return principal_of(token.user, token.id) if token_usable(token) else None
+    found = _lookup(session, token_id) if isinstance(token_id, str) else None
+    return found[1] if found is not None else None
 
 
 # -- sessions -----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+POOL_SIZE = 40  # connections at most per process: the server runs sync endpoints in 40 threads
 
 
 def utcnow() -> datetime:
@@ -46,7 +47,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    roles: Mapped[list[Role]] = relationship(back_populates="user", cascade="all, delete-orphan", lazy="selectin")
+    # Loaded when used (in a session): not with every request's owner, which needs only the name.
+    roles: Mapped[list[Role]] = relationship(back_populates="user", cascade="all, delete-orphan", lazy="select")
 
 
 class Role(Base):
@@ -180,7 +182,10 @@ def is_sqlite(engine_or_url: Engine | str) -> bool:
 
 def make_engine(url: str) -> Engine:
     if is_sqlite(url):
-        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+        # As many pooled connections as the server has threads for sync endpoints (anyio's 40): past the
+        # pool's size each checkout opened a new connection (and its pragmas) and closed it after.
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False},
+                               pool_size=POOL_SIZE, max_overflow=0, pool_timeout=60)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record):
@@ -193,7 +198,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=POOL_SIZE - 10, pool_timeout=60)
 
 
 def alembic_config(connection=None):
