@@ -17,7 +17,11 @@ in-process loop of ``pyhf.infer.hypotest`` (numpy, pyhf's defaults) on the
 first ``--baseline-points`` of the same points, timed per point from the
 workspace (model building included, as a user's loop does). The ratio is the
 baseline's time per point over ours; CLs are compared on the points both
-computed (relative 1e-4 where pyhf's fits converged and both are above 1e-10).
+computed: relative 1e-4 (values above 1e-10). A point outside it is computed
+again with plain pyhf converged tightly (jax backend, exact gradients, SLSQP
+tolerance 1e-10): where pyhf's default fits stop early along a flat
+direction its CLs moves by up to 1e-2, and ours must then agree with the
+converged pyhf.
 
     python benchmarks/bench_likelihood_method.py --likelihood sbottom-B --likelihood synthetic [--points 40] [--baseline-points 8]
 """
@@ -137,6 +141,23 @@ def pyhf_loop(likelihood, points) -> tuple[float, dict[str, list[float]]]:
     return time.perf_counter() - started, values
 
 
+def pyhf_converged(likelihood, point) -> list[float]:
+    import pyhf
+
+    pyhf.set_backend("jax", pyhf.optimize.scipy_optimizer(tolerance=1e-10))
+    try:
+        workspace = likelihood.patched_workspace(point, validate=False)
+        model = workspace.model()
+        obs, exp = pyhf.infer.hypotest(1.0, workspace.data(model), model, test_stat="qtilde", return_expected_set=True)
+    finally:
+        pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer())
+    return [float(obs), *[float(e) for e in exp]]
+
+
+def relative(mine: list[float], values: list[float]) -> float:
+    return max([0.0] + [abs(a - b) / abs(b) for a, b in zip(mine, values) if abs(b) > 1e-10])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--likelihood", action="append", choices=LIKELIHOODS)
@@ -156,18 +177,26 @@ def main() -> int:
             baseline_points = likelihood.points[: args.baseline_points]
             loop, reference = pyhf_loop(likelihood, baseline_points)
             per_ours, per_loop = ours / len(likelihood.points), loop / len(baseline_points)
-            worst = 0.0
+            worst, rechecked = 0.0, []
+            by_name = {p.name: p for p in likelihood.points}
             for point, values in reference.items():
                 row = rows[point]
                 if values is None or "error" in row or row["fit_quality"]["status"] != "ok":
                     continue
                 mine = [row["cls_obs"], *row["cls_exp"]]
-                worst = max([worst] + [abs(a - b) / abs(b) for a, b in zip(mine, values) if abs(b) > 1e-10])
+                difference = relative(mine, values)
+                if difference > 1e-4:
+                    converged = relative(mine, pyhf_converged(likelihood, by_name[point]))
+                    rechecked.append(f"{point}: {difference:.1e} from pyhf's default fits, {converged:.1e} from converged pyhf")
+                    difference = converged
+                worst = max(worst, difference)
             doubtful = [r["point"] for r in result["points"] if r.get("fit_quality", {}).get("status") == "doubtful"]
             print(f"{description}: ours {ours:.1f} s ({per_ours:.3f} s/point, backend {result['settings']['backend']}); "
                   f"pyhf loop {loop:.1f} s for {len(baseline_points)} points ({per_loop:.3f} s/point): "
                   f"{per_loop / per_ours:.1f}x per point; largest relative CLs difference {worst:.1e}; "
                   f"failed {result['failed']}, doubtful {len(doubtful)} {doubtful[:3]}", flush=True)
+            for line in rechecked:
+                print(f"  {line}")
             ok &= worst <= 1e-4
     print("PASS" if ok else "FAIL (CLs differ)")
     return 0 if ok else 1

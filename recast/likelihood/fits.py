@@ -13,8 +13,15 @@ computes every p-value), and changes only how the fits run:
 
 - the three fits that do not depend on mu (free fit to the data, the
   background-only fit that makes the Asimov data, free fit to the Asimov data)
-  are done once per signal point, not once per mu;
-- every fit starts from the nearest solution already known (warm start);
+  are done once per signal point, not once per mu; the free fit to the Asimov
+  data is no fit at all: the background-only fit that made them is its exact
+  minimum;
+- every fit starts from the nearest solution already known (warm start); a
+  conditional fit from the best of the candidates (each evaluated once),
+  among them the same mu's fit on the other dataset moved by the difference
+  of the two free fits (the nuisance parameters respond to mu nearly alike);
+- the checks of :mod:`recast.likelihood.quality` (a probe of each minimum,
+  one vectorised evaluation with jax; more starts only when it fires);
 - with jax, ``Model.logpdf`` is traced to a jaxpr whose constants (the model's
   yields and modifier data) become arguments of the compiled function; two
   models whose traced programs are identical (the same structure, other
@@ -53,8 +60,13 @@ class CompiledFunctions:
         self.compilations = 0
         self.reuses = 0
 
-    def bind(self, kind: str, function: Callable, *example_args, grad: bool = False) -> Callable:
-        """``function`` (pure in its array arguments) as a compiled callable of those arguments."""
+    def bind(self, kind: str, function: Callable, *example_args, grad: bool = False, batched: bool = False):
+        """``function`` (pure in its array arguments) as a compiled callable of those arguments.
+
+        With ``batched``, also a compiled function of a batch of first
+        arguments (``jax.vmap``; one call evaluates many parameter points),
+        returned second; it is compiled when first called.
+        """
         import jax
 
         with _jax_tensorlib():
@@ -67,14 +79,20 @@ class CompiledFunctions:
             def run(consts, *args):
                 return jax.core.eval_jaxpr(jaxpr, consts, *args)[0]
 
-            jitted = jax.jit(jax.value_and_grad(run, argnums=1) if grad else run)
+            jitted = (
+                jax.jit(jax.value_and_grad(run, argnums=1) if grad else run),
+                jax.jit(jax.vmap(run, in_axes=(None, 0, *[None] * (len(example_args) - 1)))),
+            )
             self._jitted[key] = jitted
             self.compilations += 1
         else:
             self.reuses += 1
         # on the device once: passed as host arrays they would be copied at every call
         consts = [jax.device_put(c) for c in closed.consts]
-        return lambda *args: jitted(consts, *args)
+        single, batch = jitted
+        if batched:
+            return (lambda *args: single(consts, *args)), (lambda *args: batch(consts, *args))
+        return lambda *args: single(consts, *args)
 
 
 class _jax_tensorlib:
@@ -181,6 +199,11 @@ class FitResult:
 
 
 PYHF_START = "pyhf's start (suggested init)"
+# SLSQP's tolerance for fits with exact gradients (scaled parameters; see Fitter.__post_init__)
+EXACT_TOLERANCE = 1e-8
+SCALED_FITS = False  # see Fitter.__post_init__: faster, but not pyhf's numbers to 1e-5
+# a step of 1e-3 of the POI range off a bound that lowers -2 log L by more than this: the fit stopped early
+BOUND_DECREASE = 1e-6
 
 
 @dataclass
@@ -205,7 +228,21 @@ class Fitter:
         self.fixed = np.asarray(config.suggested_fixed(), dtype=bool)
         self.poi = config.poi_index
         self.fits = 0
-        self.steps = _probe_steps(config, self.bounds)
+        widths = constraint_widths(config)
+        self.steps = _probe_steps(widths, self.bounds)
+        # Optional (SCALED_FITS): with exact gradients (jax) the fits can run in each parameter's
+        # natural unit (its constraint's width), so that a staterror gamma of width 0.02 and a normsys
+        # alpha of width 1 look alike to SLSQP's first quasi-Newton steps (which start from the
+        # identity), converged to EXACT_TOLERANCE. Measured on 40 sbottom points: 22% fewer
+        # iterations, but CLs then move by 2e-5 at pyhf's tolerance, and the converged minimum is up
+        # to 5e-5 away from the published expected bands (made with pyhf's unscaled fits at its
+        # default tolerance). The engine promises pyhf's numbers to 1e-5, so it is off by default.
+        exact = self.backend == "jax" and SCALED_FITS
+        self.scales = np.where(np.isfinite(widths) & (widths > 0), 1.0 / np.where(widths > 0, widths, 1.0), 1.0)
+        if not exact:
+            self.scales = np.ones_like(self.scales)
+        elif self.tolerance is None:
+            self.tolerance = EXACT_TOLERANCE
         if self.backend == "jax":
             import jax.numpy as jnp
 
@@ -214,7 +251,9 @@ class Fitter:
             model = self.model
             pars0 = jnp.asarray(self.init)
             data0 = jnp.asarray(self.expected_data(self.init))
-            self._logpdf_and_grad = functions.bind("logpdf", lambda p, d: model.logpdf(p, d)[0], pars0, data0, grad=True)
+            self._logpdf_and_grad, self._logpdf_batch = functions.bind(
+                "logpdf", lambda p, d: model.logpdf(p, d)[0], pars0, data0, grad=True, batched=True
+            )
             self._check_compiled(np.asarray(data0))
         elif self.backend != "numpy":
             raise ValueError(f"backend {self.backend!r}: expected 'numpy' or 'jax'")
@@ -236,11 +275,14 @@ class Fitter:
         if not np.isclose(compiled, reference, rtol=1e-9, atol=1e-9):
             raise RuntimeError(f"{self.where}: compiled log-likelihood {compiled} differs from pyhf's {reference}")
 
-    def fit(self, data: np.ndarray, poi_value: float | None = None, start: np.ndarray | None = None, label: str = "") -> FitResult:
+    def fit(self, data: np.ndarray, poi_value: float | None = None, start: np.ndarray | None = None, label: str = "",
+            maxiter: int | None = None, pyhf_like: bool = False) -> FitResult:
         """Minimise -2 log L over the free parameters; ``poi_value`` fixes the POI (a conditional fit).
 
         A fit that does not converge is returned with ``converged=False`` (the
-        caller decides: another start, a warning); it never raises.
+        caller decides: another start, a warning); it never raises. With
+        ``pyhf_like``, the fit runs as pyhf's does (unscaled parameters): the
+        cross-checks that ask where plain pyhf's fit ends.
         """
         import scipy.optimize
 
@@ -252,24 +294,31 @@ class Fitter:
             full[self.poi] = poi_value
         free = np.flatnonzero(~fixed)
         bounds = self.bounds[free]
-        x0 = np.clip(full[free], bounds[:, 0], bounds[:, 1])
+        start_x = np.clip(full[free], bounds[:, 0], bounds[:, 1])
+        # SLSQP sees z = (x - origin) * scale; unscaled, x itself (finite differences and SLSQP's
+        # steps then follow pyhf's path exactly)
+        scale = np.ones(len(free)) if pyhf_like else self.scales[free]
+        origin = start_x if np.any(scale != 1.0) else np.zeros(len(free))
+        z_bounds = (bounds - origin[:, None]) * scale[:, None]
+        x0 = (start_x - origin) * scale
 
         if self.backend == "jax":
             import jax.numpy as jnp
 
-            data_j = jnp.asarray(data)
+            data_j = jnp.asarray(data)  # on the device once per fit
 
-            def objective(x):
-                full[free] = x
-                value, grad = self._logpdf_and_grad(jnp.asarray(full), data_j)
-                return -2.0 * float(value), -2.0 * np.asarray(grad)[free]
+            def objective(z):
+                full[free] = origin + z / scale
+                # numpy parameters go straight into the compiled call (a jnp.asarray first costs 40% more per call)
+                value, grad = self._logpdf_and_grad(full, data_j)
+                return -2.0 * float(value), -2.0 * np.asarray(grad)[free] / scale
 
             jac = True
         else:
             data_n = np.asarray(data)
 
-            def objective(x):
-                full[free] = x
+            def objective(z):
+                full[free] = origin + z / scale
                 return -2.0 * float(self.model.logpdf(full, data_n)[0])
 
             jac = None
@@ -278,27 +327,31 @@ class Fitter:
             x0,
             method="SLSQP",
             jac=jac,
-            bounds=bounds,
-            tol=self.tolerance,
-            options={"maxiter": self.maxiter},
+            bounds=z_bounds,
+            tol=None if pyhf_like else self.tolerance,
+            options={"maxiter": maxiter or self.maxiter},
         )
         self.fits += 1
-        full[free] = result.x
+        full[free] = np.clip(origin + result.x / scale, bounds[:, 0], bounds[:, 1])
         return FitResult(
             pars=full.copy(), twice_nll=float(result.fun), iterations=int(result.nit), converged=bool(result.success),
-            message=str(result.message), start=label, moved=bool(np.max(np.abs(result.x - x0), initial=0.0) > 1e-9),
+            message=str(result.message), start=label, moved=bool(np.max(np.abs(full[free] - start_x), initial=0.0) > 1e-9),
         )
 
     def probe(self, data: np.ndarray, result: FitResult, poi_fixed: bool) -> np.ndarray | None:
-        """A point one step from ``result`` along one parameter with a lower -2 log L, or None.
+        """A point near ``result`` with a lower -2 log L, or None.
 
-        A converged fit at a saddle point (the gradient vanishes, as at the
-        start of a symmetric systematic) or stopped early passes the
-        optimizer's own test; this one costs two evaluations per parameter.
+        Two kinds of steps: one along each parameter (half its constraint's
+        width; lower by more than the tolerance means a saddle point, like the
+        start of a symmetric systematic, or a fit stopped early: both pass the
+        optimizer's own test), and, when mu_hat is at a bound of the POI, a
+        small step into the range (any decrease: the fit stopped at the bound
+        before the minimum, as SLSQP does along a flat POI direction). With
+        jax, all steps are one vectorised evaluation.
         """
-        from recast.likelihood.quality import TWICE_NLL_TOLERANCE
+        from recast.likelihood.quality import BOUND_FRACTION, TWICE_NLL_TOLERANCE
 
-        best, best_value = None, result.twice_nll - TWICE_NLL_TOLERANCE
+        candidates, thresholds = [], []
         for index in np.flatnonzero(~self.fixed):
             if poi_fixed and index == self.poi:
                 continue
@@ -306,12 +359,37 @@ class Fitter:
             for sign in (-1.0, 1.0):
                 pars = result.pars.copy()
                 pars[index] = min(max(pars[index] + sign * self.steps[index], low), high)
-                if pars[index] == result.pars[index]:
-                    continue
-                value = self.twice_nll(pars, data)
-                if value < best_value:
-                    best, best_value = pars, value
-        return best
+                if pars[index] != result.pars[index]:
+                    candidates.append(pars)
+                    thresholds.append(result.twice_nll - TWICE_NLL_TOLERANCE)
+        if not poi_fixed:
+            low, high = self.bounds[self.poi]
+            mu = result.pars[self.poi]
+            if min(mu - low, high - mu) <= BOUND_FRACTION * (high - low):
+                pars = result.pars.copy()
+                pars[self.poi] = mu + (1e-3 if mu - low <= high - mu else -1e-3) * (high - low)
+                candidates.append(pars)
+                thresholds.append(result.twice_nll - BOUND_DECREASE)
+        if not candidates:
+            return None
+        if self.backend == "jax":
+            # one batch shape per model (2 steps per parameter, one off a bound): compiled once
+            batch = np.tile(result.pars, (2 * len(self.init) + 1, 1))
+            batch[: len(candidates)] = candidates
+            values = -2.0 * np.asarray(self._logpdf_batch(batch, data))[: len(candidates)]
+        else:
+            values = np.array([self.twice_nll(pars, data) for pars in candidates])
+        lower = np.flatnonzero(values < np.array(thresholds))
+        if not len(lower):
+            return None
+        return candidates[int(lower[np.argmin(values[lower])])]
+
+    def _at_poi_bound(self, result: FitResult) -> bool:
+        from recast.likelihood.quality import BOUND_FRACTION
+
+        low, high = self.bounds[self.poi]
+        mu = result.pars[self.poi]
+        return min(mu - low, high - mu) <= BOUND_FRACTION * (high - low)
 
     def minimum(self, data: np.ndarray, quality, name: str, start: np.ndarray | None, start_label: str,
                 poi_value: float | None = None) -> FitResult:
@@ -321,28 +399,37 @@ class Fitter:
         warns when the starts disagree or nothing converged (see
         :mod:`recast.likelihood.quality`).
         """
-        from recast.likelihood.quality import BOUND_FRACTION, TWICE_NLL_TOLERANCE
+        from recast.likelihood.quality import TWICE_NLL_TOLERANCE
 
         first = self.fit(data, poi_value=poi_value, start=start, label=start_label)
         results = [first]
         reasons = []
         if not first.converged:
             reasons.append(f"the fit did not converge ({first.message})")
-        if poi_value is None:
-            low, high = self.bounds[self.poi]
-            mu_hat = first.pars[self.poi]
-            if mu_hat - low <= BOUND_FRACTION * (high - low):
-                reasons.append("mu_hat at the lower POI bound")
-            elif high - mu_hat <= BOUND_FRACTION * (high - low):
-                reasons.append("mu_hat at the upper POI bound")
         lower = self.probe(data, first, poi_fixed=poi_value is not None)
         if lower is not None:
             reasons.append("a step along one parameter lowers -2 log L (a saddle point or an early stop)")
             results.append(self.fit(data, poi_value=poi_value, start=lower, label="the probe's lower point"))
         if reasons and start is not None:
-            results.append(self.fit(data, poi_value=poi_value, start=None, label=PYHF_START))
+            results.append(self.fit(data, poi_value=poi_value, start=None, label=PYHF_START, pyhf_like=True))
+        elif poi_value is None and start is not None and self._at_poi_bound(first):
+            # mu_hat at a bound, and the fit converged to a point the probe cannot improve. Where would
+            # plain pyhf's fit, from its suggested init, end? Where it starts if the gradient vanishes
+            # there (issue 11's example): one SLSQP iteration tells; a fit that moves off pyhf's start
+            # is not followed (the full fit from there runs when the checks above fire).
+            side = "lower" if first.pars[self.poi] - self.bounds[self.poi, 0] <= self.bounds[self.poi, 1] - first.pars[self.poi] else "upper"
+            step = self.fit(data, start=None, label=PYHF_START, maxiter=1, pyhf_like=True)
+            if not step.moved:
+                step.converged = True
+                results.append(step)
+                reasons.append(f"mu_hat at the {side} POI bound; pyhf's start is stationary (its fit stays there)")
+            else:
+                quality.note(f"{name}: mu_hat at the {side} POI bound, a minimum the probe cannot improve; pyhf's start is not stationary")
         converged = [r for r in results if r.converged] or results
-        best = min(converged, key=lambda r: r.twice_nll)
+        lowest = min(converged, key=lambda r: r.twice_nll)
+        # minima within the tolerance are the same minimum: keep the first fit's, whose path is
+        # pyhf's (its numbers then stay pyhf's to 1e-5), and move only to a genuinely lower one
+        best = first if first in converged and first.twice_nll - lowest.twice_nll <= TWICE_NLL_TOLERANCE else lowest
         what = "free fit" if poi_value is None else f"fit with mu fixed at {poi_value:g}"
         summary = best.summary(self.poi, conditional=poi_value is not None)
         if len(results) > 1:
@@ -373,18 +460,29 @@ class Fitter:
         return best
 
 
-def _probe_steps(config, bounds: np.ndarray) -> np.ndarray:
-    """One probe step per parameter: half the constraint's width, or a tenth of a free parameter's range."""
-    steps = 0.1 * (bounds[:, 1] - bounds[:, 0])
+def constraint_widths(config) -> np.ndarray:
+    """Each parameter's constraint width (1 for a normsys or histosys, the relative uncertainty of a
+    staterror, 1/sqrt(tau) of a shapesys); NaN for an unconstrained parameter."""
+    widths = np.full(len(config.suggested_init()), np.nan)
     for name in config.par_order:
         entry = config.par_map[name]
         paramset, where = entry["paramset"], entry["slice"]
+        if not getattr(paramset, "constrained", False):
+            continue
         try:
-            widths = np.asarray(paramset.width(), dtype=float) if getattr(paramset, "constrained", False) else None
+            found = np.asarray(paramset.width(), dtype=float)
         except (AttributeError, RuntimeError, TypeError):
-            widths = None
-        if widths is not None and widths.size == where.stop - where.start:
-            steps[where] = np.minimum(0.5 * widths, steps[where])
+            continue
+        if found.size == where.stop - where.start:
+            widths[where] = found
+    return widths
+
+
+def _probe_steps(widths: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """One probe step per parameter: half the constraint's width, or a tenth of a free parameter's range."""
+    steps = 0.1 * (bounds[:, 1] - bounds[:, 0])
+    constrained = np.isfinite(widths) & (widths > 0)
+    steps[constrained] = np.minimum(0.5 * widths[constrained], steps[constrained])
     return steps
 
 
@@ -445,11 +543,13 @@ class HypoTest:
         if which not in self._free:
             self.asimov_data
             if which == "asimov":
-                # the Asimov data are the expectation at the background fit: that fit is their exact minimum
-                fit = self.fitter.fit(self.asimov_data, start=self._asimov_pars, label="the background fit")
+                # The Asimov data (main and auxiliary) are the expectation at the background fit's
+                # parameters: there every Poisson and constraint term is at its maximum, so that point
+                # is the free fit's exact minimum; no fit is needed (pyhf's fit lands near it).
+                pars = self._asimov_pars
+                fit = FitResult(pars=pars.copy(), twice_nll=self.fitter.twice_nll(pars, self.asimov_data),
+                                start="the background fit (the exact minimum)", moved=False)
                 self.quality.fits["free_asimov"] = fit.summary(self.fitter.poi)
-                if not fit.converged:
-                    self.quality.warn(f"{self.fitter.where}: the free fit to the Asimov data did not converge: {fit.message}")
             else:
                 fit = self.fitter.minimum(self.data, self.quality, "free_data", self._asimov_pars, "the background fit")
             self._free[which] = fit
@@ -460,12 +560,8 @@ class HypoTest:
 
         done = self._conditional[which]
         if mu not in done:
-            if done:
-                nearest = min(done, key=lambda known: abs(known - mu))
-                start, label = done[nearest].pars, f"the fit at mu={nearest:g}"
-            else:
-                start, label = self.free_fit(which).pars, "the free fit"
             data = self._dataset(which)
+            start, label = self._conditional_start(which, mu, data)
             fit = self.fitter.fit(data, poi_value=mu, start=start, label=label)
             self.quality.conditional_fits += 1
             if not fit.converged:
@@ -489,6 +585,38 @@ class HypoTest:
                     self.quality.fits[f"free_{'data' if which == 'data' else 'asimov'}"] = refit.summary(self.fitter.poi)
             done[mu] = fit
         return done[mu]
+
+    def _conditional_start(self, which: str, mu: float, data: np.ndarray) -> tuple[np.ndarray, str]:
+        """The lowest of the known points that can start the fit at ``mu``, each evaluated once.
+
+        Candidates: this dataset's nearest conditional fit, or its free fit; and
+        the other dataset's fit at the same mu moved by the difference of the
+        two datasets' free fits. The data and their Asimov data share the
+        background fit, and the nuisance parameters respond to mu nearly alike
+        in both, so the second candidate is often close to the minimum (it
+        halves the iterations of the conditional fits on the published
+        likelihoods).
+        """
+        done = self._conditional[which]
+        if done:
+            nearest = min(done, key=lambda known: abs(known - mu))
+            candidates = [(done[nearest].pars, f"the fit at mu={nearest:g}")]
+        else:
+            candidates = [(self.free_fit(which).pars, "the free fit")]
+        other = "asimov" if which == "data" else "data"
+        if mu in self._conditional[other] and other in self._free:
+            shifted = self._conditional[other][mu].pars + self.free_fit(which).pars - self._free[other].pars
+            shifted = np.clip(shifted, self.fitter.bounds[:, 0], self.fitter.bounds[:, 1])
+            shifted[self.fitter.poi] = mu
+            candidates.append((shifted, f"the {other} fit at mu={mu:g}, moved by the free fits' difference"))
+        if len(candidates) == 1:
+            return candidates[0]
+        values = []
+        for pars, _ in candidates:
+            pars = pars.copy()
+            pars[self.fitter.poi] = mu
+            values.append(self.fitter.twice_nll(pars, data))
+        return candidates[int(np.argmin(values))]
 
     def qmu(self, which: str, mu: float) -> float:
         """pyhf's qmu / qmu_tilde: 0 when the free fit's POI is above mu, else the clipped likelihood ratio."""
