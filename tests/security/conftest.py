@@ -1,4 +1,4 @@
-"""The hostile analysis (tests/fixtures/catalog/hostile): a job written as an attacker would.
+"""The hostile analysis (tests/fixtures/hostile-catalog/hostile): a job written as an attacker would.
 
 Its image is built once per session; every test gets a fresh copy of the
 entry (with that build's lock) to edit and run.
@@ -23,7 +23,7 @@ def hostile_lock(tmp_path_factory) -> Path:
     from recast.validate import load_analysis
 
     entry = tmp_path_factory.mktemp("hostile-build") / "hostile"
-    shutil.copytree(FIXTURES / "catalog" / "hostile", entry)
+    shutil.copytree(FIXTURES / "hostile-catalog" / "hostile", entry)
     images.build(load_analysis(entry))
     return entry / images.LOCK_FILE
 
@@ -31,7 +31,7 @@ def hostile_lock(tmp_path_factory) -> Path:
 @pytest.fixture
 def hostile(tmp_path, hostile_lock) -> Path:
     entry = tmp_path / "catalog" / "hostile"
-    shutil.copytree(FIXTURES / "catalog" / "hostile", entry)
+    shutil.copytree(FIXTURES / "hostile-catalog" / "hostile", entry)
     shutil.copy(hostile_lock, entry / hostile_lock.name)
     return entry
 
