@@ -39,7 +39,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import secrets
 import socket
 import subprocess
@@ -154,46 +153,60 @@ class Phase:
                 f"server CPU {per_answer:5.2f} ms/answer  errors: {errors}")
 
 
-async def drive(phase: Phase, base: str, call, expected: int, count: int, deadline: float, interval: float,
-                index_offset: int = 0) -> None:
-    """``phase.clients`` clients, each its own connection, each doing ``call`` up to ``count`` times."""
+def open_clients(count: int, base: str) -> list[httpx.AsyncClient]:
+    """One client per simulated user, each its own keep-alive connection. Made before a phase's clock
+    starts: making one takes milliseconds (an SSL context), and 50 made inside the phase would block the
+    event loop, then release every client at once (a burst the server never sees in real life)."""
+    return [httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_connections=1))
+            for _ in range(count)]
+
+
+async def drive(phase: Phase, clients: list[httpx.AsyncClient], call, expected: int, count: int,
+                deadline: float, interval: float) -> None:
+    """Each client does ``call`` up to ``count`` times; pollers start evenly spread over one interval."""
     loop = asyncio.get_running_loop()
+    start = loop.time()
 
-    async def one(i: int):
-        async with httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_connections=1)) as http:
+    async def one(i: int, http: httpx.AsyncClient):
+        if interval:
+            await asyncio.sleep(max(0.0, start + interval * i / len(clients) - loop.time()))
+        for k in range(count):
+            if loop.time() > deadline:
+                return
+            began = time.perf_counter()
+            try:
+                answer = await call(http, i, k)
+            except httpx.HTTPError as exc:
+                phase.errors[type(exc).__name__] += 1
+                continue
+            elapsed = time.perf_counter() - began
+            if answer.status_code == expected:
+                phase.latencies.append(elapsed)
+            else:
+                phase.errors[f"HTTP {answer.status_code}"] += 1
             if interval:
-                await asyncio.sleep(random.uniform(0, interval))  # not all in step
-            for k in range(count):
-                if loop.time() > deadline:
-                    return
-                start = time.perf_counter()
-                try:
-                    answer = await call(http, index_offset + i, k)
-                except httpx.HTTPError as exc:
-                    phase.errors[type(exc).__name__] += 1
-                    continue
-                elapsed = time.perf_counter() - start
-                if answer.status_code == expected:
-                    phase.latencies.append(elapsed)
-                else:
-                    phase.errors[f"HTTP {answer.status_code}"] += 1
-                if interval:
-                    await asyncio.sleep(interval)
+                await asyncio.sleep(interval)
 
-    await asyncio.gather(*(one(i) for i in range(phase.clients)))
+    await asyncio.gather(*(one(i, http) for i, http in enumerate(clients)))
 
 
 async def measure(phases: list[tuple[Phase, object, int, int, float]], base: str, seconds: float,
                   server_pid: int) -> None:
     """Run phases concurrently (each: phase, call, expected status, count per client, interval)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    cpu = cpu_seconds(server_pid)
-    start = time.perf_counter()
-    await asyncio.gather(*(drive(phase, base, call, expected, count, deadline, interval)
-                           for phase, call, expected, count, interval in phases))
-    wall = time.perf_counter() - start
-    used = cpu_seconds(server_pid) - cpu
+    clients = [open_clients(phase.clients, base) for phase, *_ in phases]
+    try:
+        deadline = loop.time() + seconds
+        cpu = cpu_seconds(server_pid)
+        start = time.perf_counter()
+        await asyncio.gather(*(drive(phase, mine, call, expected, count, deadline, interval)
+                               for (phase, call, expected, count, interval), mine in zip(phases, clients)))
+        wall = time.perf_counter() - start
+        used = cpu_seconds(server_pid) - cpu
+    finally:
+        for mine in clients:
+            for http in mine:
+                await http.aclose()
     total = sum(len(p.latencies) + sum(p.errors.values()) for p, *_ in phases) or 1
     for phase, *_ in phases:
         phase.wall = wall
