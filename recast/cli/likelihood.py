@@ -5,6 +5,10 @@ Each command takes either plain files::
     recast likelihood cls BkgOnly.json --patch patch.sbottom_1300_205_60.json --json
     recast likelihood limit BkgOnly.json --patchset patchset.json --point C1N2_Wh_hbb_900_250
 
+a published archive directly (extracted safely to a temporary folder)::
+
+    recast likelihood cls SUSY-2018-31_likelihoods.tar.gz --region RegionA --point sbottom_1300_205_60
+
 or a likelihood-only catalog entry (made by ``recast import hepdata``)::
 
     recast likelihood scan atlas-susy-2018-31 --region RegionA --plot excl.png --x msb --y mn2 --where mn1=60
@@ -17,6 +21,11 @@ JSON output (``--json`` on stdout; ``--output FILE`` writes the same JSON)
     {"point": "sbottom_1300_205_60", "workspace": "...", "patch": "...", "values": {...},
      "mu": 1.0, "cls_obs": 0.2444, "cls_exp": [<-2σ>, <-1σ>, <median>, <+1σ>, <+2σ>],
      "excluded_obs": false, "excluded_exp": false, "seconds": 1.2,
+     "fit_quality": {"status": "ok" | "doubtful", "warnings": [...], "checks": [...],
+                     "fits": {"free_data": {"twice_nll", "mu_hat", "converged", "iterations", "start",
+                                            "alternatives": [...]}, "background_data": {...},
+                                            "free_asimov": {...}, "conditional": {"fits", "not_converged"}}},
+     "warnings": [...],                                  # = fit_quality.warnings (recast.likelihood.quality)
      "settings": {"backend": "numpy", "optimizer": "scipy", "test_stat": "qtilde",
                   "interpolation": {"normsys": "code4", "histosys": "code4p"},
                   "method": "fast", "calculator": "asymptotics", "pyhf_version": "0.7.6"}}
@@ -27,17 +36,19 @@ JSON output (``--json`` on stdout; ``--output FILE`` writes the same JSON)
      "level": 0.05, "cl": 0.95, "mu_up_obs": 2.548, "mu_up_exp": [<-2σ>, ..., <+2σ>],
      "root_finding": {"algorithm": "brentq", "rtol": 1e-06},
      "grid": {"start": 0.0, "stop": 5.0, "points": 41, "interpolation": "..."},   # unless --exact-root
-     "evaluations": 40, "seconds": 12.3}
+     "evaluations": 40, "fit_quality": {...}, "warnings": [...], "seconds": 12.3}
 
 ``scan``::
 
     {"workspace": ..., "settings": {...}, "mu": 1.0, "labels": ["m1", "m2"], "workers": 2,
-     "failed": 0, "seconds": 30.1,
+     "failed": 0, "doubtful": 0, "seconds": 30.1, "analysis": "...", "region": "...",
      "points": [<cls record without workspace/settings, plus mu_up_obs/mu_up_exp with --limits>
                 | {"point", "patch", "values", "error", "error_type", "seconds"}, ...]}
 
-Exit status: 0 on success; 1 when the input is wrong, a fit fails, or (scan)
-any point failed — the scan's outputs are still written.
+Exit status: 0 on success, also when a result is doubtful (its warnings are
+printed on stderr and recorded in the JSON); 1 when the input is wrong, a fit
+fails, or (scan) any point failed; 3 with ``--strict`` when any result is
+doubtful. The outputs are written before a non-zero exit.
 """
 
 from __future__ import annotations
