@@ -333,6 +333,22 @@ class Likelihood:
 
         return pyhf.Workspace(self.spec, validate=False)
 
+    @cached_property
+    def measurement(self) -> dict:
+        """The workspace's measurement (pyhf validates it on every ``get_measurement``: once here)."""
+        return self.workspace.get_measurement()
+
+    @cached_property
+    def _channels_as_arrays(self) -> list:
+        """The channels with every list of numbers as a numpy array.
+
+        ``pyhf.Model`` deep-copies its spec: half the time of building a
+        sbottom model goes to copying lists of floats one by one; arrays copy
+        in one step. The model built is the same (its log-likelihood agrees
+        bit for bit).
+        """
+        return _numbers_as_arrays(self.spec["channels"])
+
     def point(self, name: str) -> SignalPoint:
         for point in self.points:
             if point.name == name:
@@ -387,10 +403,9 @@ class Likelihood:
                 model = workspace.model(modifier_settings=settings, validate=False)
                 data = workspace.data(model)
             else:
-                measurement = self.workspace.get_measurement()
-                patched = {"channels": self.spec["channels"]} if point is None else apply_patch(
-                    {"channels": self.spec["channels"]}, point, str(self.path)
-                )
+                measurement = self.measurement
+                channels = self._channels_as_arrays if _array_safe(point) else self.spec["channels"]
+                patched = {"channels": channels} if point is None else apply_patch({"channels": channels}, point, str(self.path))
                 modelspec = {"channels": patched["channels"], "parameters": measurement["config"]["parameters"]}
                 model = pyhf.Model(
                     modelspec, poi_name=measurement["config"]["poi"], modifier_settings=settings, validate=False
@@ -404,6 +419,23 @@ class Likelihood:
         if model.config.poi_index is None:
             raise PatchError(f"{where}: the measurement has no parameter of interest (measurements[].config.poi)")
         return model, data
+
+
+def _numbers_as_arrays(node: Any) -> Any:
+    import numpy as np
+
+    if isinstance(node, dict):
+        return {key: _numbers_as_arrays(value) for key, value in node.items()}
+    if isinstance(node, list):
+        if node and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in node):
+            return np.asarray(node, dtype=float)
+        return [_numbers_as_arrays(x) for x in node]
+    return node
+
+
+def _array_safe(point: SignalPoint | None) -> bool:
+    """A JSON Patch ``test`` or ``copy``/``move`` of numbers must see lists, not arrays."""
+    return point is None or all(op.get("op") in ("add", "replace", "remove") for op in point.patch)
 
 
 def load_workspace(
