@@ -47,6 +47,7 @@ from recast.likelihood.errors import ArchiveError, LikelihoodError
 from recast.likelihood.workspace import (
     SignalPoint,
     apply_patch,
+    labelled_values,
     load_patch_file,
     load_patchset,
     point_values_from_name,
@@ -376,7 +377,13 @@ def _is_workspace(path: Path) -> bool:
 
 def _labels_from_readme(root: Path, name: str, count: int) -> list[str]:
     """Parameter names from a README that spells the patch file pattern, e.g. ``patch.sbottom_msb_mn2_mn1.json``."""
-    prefix = name.rsplit("_", count)[0] if count else name
+    # The words before the first number (``DS_400_40_Staus`` -> ``DS``): numbers need not end the name.
+    words = []
+    for token in name.split("_"):
+        if point_values_from_name(token):
+            break
+        words.append(token)
+    prefix = "_".join(words) if count else name
     for readme in sorted(root.rglob("README*")):
         try:
             text = readme.read_text(errors="replace")
@@ -407,7 +414,10 @@ def discover(root: Path, labels: Sequence[str] | None = None, archive: str = "")
             region.points, region.labels = info.points, list(labels or info.labels)
             region.description, region.references = info.description, info.references
             if labels:
-                region.points = [SignalPoint(p.name, p.patch, p.source, dict(zip(labels, p.values.values()))) for p in info.points]
+                # Checked like a file's point names: a count that does not match is an error, never a silent cut.
+                region.points = [SignalPoint(p.name, p.patch, p.source,
+                                             labelled_values(p.name, list(p.values.values()), labels, f"{archive}: {relative}"))
+                                 for p in info.points]
         elif files:
             region = Region(region_name, relative, "files", patch_files=[f.relative_to(root).as_posix() for f in files], spec=spec)
             count = len(point_values_from_name(_patch_name(files[0])))

@@ -198,3 +198,11 @@ def test_existing_entry_needs_force(catalog, tmp_path, sbottom_dir):
     assert import_hepdata(str(archive), catalog, progress=False, force=True)["id"] == "small"
     sha = hashlib.sha256(archive.read_bytes()).hexdigest()
     assert yaml.safe_load((catalog / "small" / "analysis.yaml").read_text())["likelihood"]["source"]["archive"]["sha256"] == sha
+
+
+def test_labels_that_do_not_match_a_patchsets_points_are_an_error_not_a_silent_cut(tmp_path):
+    from recast.likelihood import LikelihoodError
+
+    with pytest.raises(LikelihoodError, match=r"1 parameter names \(mass\) but the point name '[^']+' has 2 numbers"):
+        import_hepdata(str(ONELBB_ARCHIVE), tmp_path / "catalog", progress=False, labels=["mass"])
+    assert not (tmp_path / "catalog").exists() or not any((tmp_path / "catalog").iterdir())
