@@ -256,3 +256,28 @@ def test_wh1lbb_example_on_slurm_under_docker_reproduces_its_reference(slurm, tm
     provenance = json.loads((Path(case["run_dir"]) / "provenance.json").read_text())
     assert provenance["executor"] == "slurm" and provenance["environment"] == "docker"
     assert set(slurm_jobs(Path(case["run_dir"]))) == set(provenance["jobs"])
+
+
+def test_a_service_worker_sends_its_runs_to_slurm(slurm, tmp_path):
+    """`recast worker --executor slurm ...` hands the executor and its settings to the run it starts."""
+    from conftest import FIXTURES
+
+    catalog = tmp_path / "catalog"
+    shutil.copytree(FIXTURES / "catalog" / "toy", catalog / "toy")
+    request = catalog / "toy" / "requests" / "default.yaml"
+    document = tmp_path / "request.json"
+    import yaml
+
+    document.write_text(json.dumps(yaml.safe_load(request.read_text())))
+    outcome = tmp_path / "outcome.json"
+    settings = json.dumps({"partition": PARTITION, "status_interval": 1})
+    runner = subprocess.run(
+        [sys.executable, "-m", "recast.service.runner", "--catalog", str(catalog),
+         "--analysis", "toy", "--request", str(document), "--files", str(request.parent),
+         "--run-dir", str(tmp_path / "run"), "--environment", "host", "--executor", "slurm",
+         "--executor-settings", settings, "--parent", str(os.getpid()), "--outcome", str(outcome)],
+        capture_output=True, text=True, timeout=300)  # the runner dies with its parent: no `timeout` between
+    assert runner.returncode == 0, runner.stderr
+    assert json.loads(outcome.read_text())["status"] == "succeeded"
+    assert json.loads((tmp_path / "run" / "provenance.json").read_text())["executor"] == "slurm"
+    assert sorted(slurm_jobs(tmp_path / "run")) == ["square__0", "square__1", "square__2", "total"]

@@ -6,6 +6,7 @@ extra: they are imported only when one of these commands runs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import click
 
 from recast.cli.common import catalog_option, emit_json, err_console, json_option
+from recast.cli.executor import executor_options
 from recast.errors import RecastError
 
 ENVIRONMENTS = ("docker", "host")
@@ -232,7 +234,8 @@ def users(ctx, as_json):
 @click.option("--poll-seconds", type=click.FloatRange(min=0.1), default=2, show_default=True,
               help="How often to look for work when there is none.")
 @click.option("--once", is_flag=True, help="Run what is queued, then stop.")
-def worker(data_dir, database_url, catalog_dir, environment, cores, lease_seconds, poll_seconds, once):
+@executor_options()
+def worker(data_dir, database_url, catalog_dir, environment, cores, lease_seconds, poll_seconds, once, executor):
     """Claim approved requests and run them, one at a time, until stopped (SIGTERM, Ctrl-C)."""
     import signal
 
@@ -240,9 +243,11 @@ def worker(data_dir, database_url, catalog_dir, environment, cores, lease_second
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     service = _open(data_dir, database_url, catalog_dir)
+    settings = dataclasses.asdict(executor.settings) if executor.settings is not None else {}
     found = worker_mod.Worker(service, environment=environment, cores=cores, lease_seconds=lease_seconds,
-                              poll_seconds=poll_seconds)
-    err_console.print(f"{found.name} (pid {os.getpid()}): environment {environment}, lease {lease_seconds:g} s, "
+                              poll_seconds=poll_seconds, executor=executor.name, executor_settings=settings)
+    err_console.print(f"{found.name} (pid {os.getpid()}): environment {environment}, executor {executor.name}, "
+                      f"lease {lease_seconds:g} s, "
                       f"database {'SQLite in ' + str(service.config.data) if service.db.sqlite else 'PostgreSQL'}",
                       highlight=False)
 

@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--environment", default="docker")
     parser.add_argument("--cores", type=int, default=1)
+    parser.add_argument("--executor", default="local")
+    parser.add_argument("--executor-settings", default="{}", help="the executor's settings (JSON)")
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--outcome", required=True)
     args = parser.parse_args(argv)
@@ -58,14 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     from recast import catalog, execution
     from recast import request as request_mod
     from recast.errors import RecastError
+    from recast.executors import configure
 
     outcome_path = Path(args.outcome)
     try:
         analysis = catalog.load(args.catalog, args.analysis)
         document = json.loads(Path(args.request).read_text())
         request = request_mod.check(analysis, document, Path(args.request), Path(args.files))
+        executor = configure(args.executor, json.loads(args.executor_settings))
         outcome = execution.run(analysis, request, Path(args.run_dir), environment=args.environment,
-                                cores=args.cores)
+                                cores=args.cores, executor=executor)
     except RecastError as exc:
         print(f"error: {exc}", file=sys.stderr)
         _write(outcome_path, {"status": "failed", "error": str(exc)})

@@ -164,6 +164,8 @@ class Worker:
     service: Service
     environment: str = "docker"
     cores: int = 1
+    executor: str = "local"  # where the run's jobs go (recast.executors), with its settings
+    executor_settings: dict = field(default_factory=dict)
     lease_seconds: float = 60.0
     poll_seconds: float = 2.0
     name: str = field(default_factory=worker_name)
@@ -239,7 +241,8 @@ class Worker:
         catalog = self.service.catalog.root
         argv = [sys.executable, "-m", "recast.service.runner", "--catalog", str(catalog), "--analysis",
                 request.analysis_id, "--request", str(document_path), "--files", str(folder / "files"), "--run-dir", str(run_dir),
-                "--environment", self.environment, "--cores", str(self.cores), "--parent", str(os.getpid()),
+                "--environment", self.environment, "--cores", str(self.cores), "--executor", self.executor,
+                "--executor-settings", json.dumps(self.executor_settings), "--parent", str(os.getpid()),
                 "--outcome", str(outcome_path)]
         with open(folder / "runner.log", "ab") as output:
             output.write(f"--- attempt {request.attempts} by {self.name} ---\n".encode())
