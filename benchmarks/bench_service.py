@@ -78,6 +78,7 @@ def fresh_postgres(url: str) -> tuple[str, callable]:
     """A new, empty database on the server ``url`` names; and a function that drops it."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
 
     base = make_url(url)
     name = f"recast_bench_{secrets.token_hex(6)}"
@@ -86,8 +87,15 @@ def fresh_postgres(url: str) -> tuple[str, callable]:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
 
     def drop():
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        for attempt in range(40):  # an autovacuum worker (not ours to end) may be on it for a moment
+            try:
+                with admin.connect() as connection:
+                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                break
+            except DBAPIError:
+                if attempt == 39:
+                    raise
+                time.sleep(0.25)
         admin.dispose()
 
     return base.set(database=name).render_as_string(hide_password=False), drop

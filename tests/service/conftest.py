@@ -47,9 +47,31 @@ def postgres_database():
     try:
         yield url.set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(admin, name)
         admin.dispose()
+
+
+def drop_database(admin, name: str, attempts: int = 40) -> None:
+    """DROP DATABASE ... WITH (FORCE), again for a while if a backend we may not end is on it.
+
+    FORCE ends our own connections, but not a superuser's: an autovacuum worker
+    that happens to be on the new database refuses it (InsufficientPrivilege).
+    It leaves within moments.
+    """
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(attempts):
+        try:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except DBAPIError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
