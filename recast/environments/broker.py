@@ -85,8 +85,11 @@ class _Handler(socketserver.StreamRequestHandler):
         abandoned = False
         while not done.wait(0.2):
             if not abandoned:
-                readable, _, _ = select.select([self.connection], [], [], 0)
-                abandoned = bool(readable) and not self.connection.recv(1, socket.MSG_PEEK)
+                try:
+                    readable, _, _ = select.select([self.connection], [], [], 0)
+                    abandoned = bool(readable) and not self.connection.recv(1, socket.MSG_PEEK)
+                except (OSError, ValueError):  # closed just now: the job was answered, nothing to cancel
+                    return
             if abandoned:  # keep trying: the container may not have been created yet
                 self.server.kill(job)
 
