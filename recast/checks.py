@@ -13,14 +13,15 @@ Two kinds of checks, both plain data beside the workflow:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from recast.digest import sha256_file
-from recast.errors import SpecError
+from recast import files
+from recast.errors import RecastError, SpecError
 
 DEFAULT_RELATIVE = 1e-6
 DEFAULT_ABSOLUTE = 0.0
@@ -112,12 +113,11 @@ def acceptance(run_dir: Path, checks: dict, values: dict | None = None, relative
     """
     outcomes = []
     for relative_path in checks.get("files", []):
-        path = _inside(run_dir, relative_path)
-        outcomes.append(Outcome(f"file {relative_path}", path is not None and path.is_file(),
-                                message="" if path is not None and path.is_file() else "missing"))
+        present = _read(run_dir, relative_path) is not None
+        outcomes.append(Outcome(f"file {relative_path}", present, message="" if present else "missing"))
     for relative_path, digest in checks.get("sha256", {}).items():
-        path = _inside(run_dir, relative_path)
-        found = sha256_file(path) if path is not None and path.is_file() else None
+        data = _read(run_dir, relative_path)
+        found = hashlib.sha256(data).hexdigest() if data is not None else None
         outcomes.append(Outcome(f"sha256 {relative_path}", found == digest, digest, found,
                                 "" if found == digest else ("missing" if found is None else "checksum differs")))
     if "values" in checks:
@@ -125,8 +125,8 @@ def acceptance(run_dir: Path, checks: dict, values: dict | None = None, relative
             outcomes.append(Outcome(f"value {outcome.name}", outcome.passed, outcome.expected, outcome.found,
                                     outcome.message))
     for relative_path, patterns in checks.get("logs", {}).items():
-        path = _inside(run_dir, relative_path)
-        text = path.read_text(errors="replace") if path is not None and path.is_file() else None
+        data = _read(run_dir, relative_path)
+        text = data.decode(errors="replace") if data is not None else None
         for pattern in patterns:
             ok = text is not None and re.search(pattern, text, re.MULTILINE) is not None
             outcomes.append(Outcome(f"log {relative_path} ~ {pattern}", ok,
@@ -139,8 +139,9 @@ def _pick(values: dict, wanted: dict) -> dict:
     return {k: values[k] for k in wanted if k in values}
 
 
-def _inside(root: Path, relative: str) -> Path | None:
-    if Path(relative).is_absolute():
+def _read(run_dir: Path, relative: str) -> bytes | None:
+    """A file a run left, read without following links (jobs write there); None: missing, a link, or outside."""
+    try:
+        return files.read_bytes(run_dir, "/".join(files.relative_parts(relative)))
+    except (OSError, RecastError):
         return None
-    path = (root / relative).resolve()
-    return path if path.is_relative_to(root.resolve()) else None

@@ -156,3 +156,21 @@ def test_refresh_reruns_stale_results_beside_them_and_diff_explains(toy, tmp_pat
     assert any(c["name"].endswith("code/square.py") for c in report["inputs"])
     total = next(c for c in report["results"] if c["name"] == "total")
     assert total["delta"] == pytest.approx(1.5)
+
+
+def test_acceptance_checks_never_read_through_a_link_a_job_left(tmp_path):
+    import hashlib
+
+    from recast import checks
+
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("SECRET line\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "out.txt").symlink_to(secret)
+    outcomes = checks.acceptance(run_dir, {"files": ["out.txt"],
+                                           "sha256": {"out.txt": hashlib.sha256(b"SECRET line\n").hexdigest()},
+                                           "logs": {"out.txt": ["SECRET"]}})
+    assert [(o.name, o.passed, o.message) for o in outcomes] == [
+        ("file out.txt", False, "missing"), ("sha256 out.txt", False, "missing"),
+        ("log out.txt ~ SECRET", False, "log missing")]
