@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -145,3 +146,21 @@ def test_killed_run_is_redone_and_its_stale_snakemake_lock_cleared(toy, tmp_path
     lock.write_text("\n".join(plan.jobs[-1].outputs) + "\n")
     assert sorted(run(toy, run_dir).jobs_run) == ["square__0", "square__1", "square__2", "total"]
     assert not lock.exists()
+
+def test_host_job_sees_only_the_software_variables_and_its_template_env(tmp_path, monkeypatch):
+    """A worker's secrets and the caller's numerical tuning never reach analysis code on the host."""
+    from recast.environments import Job
+    from recast.environments.host import HostEnvironment
+
+    monkeypatch.setenv("RECAST_DATABASE_URL", "postgresql://recast:secret@db/recast")
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("LC_NUMERIC", "C")
+    out = tmp_path / "out"
+    job = Job(run_id="r", step="env", outdir=out, read_only=[], env={"MODE": "fit"}, cores=2,
+              argv=[sys.executable, "-c", "import json, os; json.dump(dict(os.environ), open('env.json', 'w'))"],
+              log_path=tmp_path / "log.txt")
+    assert HostEnvironment().run(job).exit_code == 0, (tmp_path / "log.txt").read_text()
+    seen = json.loads((out / "env.json").read_text())
+    assert "RECAST_DATABASE_URL" not in seen and "OPENBLAS_CORETYPE" not in seen
+    assert seen["MODE"] == "fit" and seen["OMP_NUM_THREADS"] == "2" and seen["LC_NUMERIC"] == "C"
+    assert seen["PATH"] == os.environ["PATH"]

@@ -4,6 +4,13 @@ For development and for machines without a container engine. It enforces the
 template's time limit and output-size limit and starts the command in the
 job's output folder, but it cannot isolate the network or the file system:
 that is what the docker environment is for.
+
+A job does not inherit the caller's whole environment: only the variables that
+say where this machine's software is (``PASSED_THROUGH``), then the job's
+``OMP_NUM_THREADS`` and the template's own ``env``. So a worker's database URL
+or a user's tokens never reach analysis code, and numerical settings of the
+caller's shell (``OPENBLAS_CORETYPE``, ``MKL_*`` ...) do not make a host run
+differ from the same job in its image. A template that needs one declares it.
 """
 
 from __future__ import annotations
@@ -18,14 +25,28 @@ from recast.environments.watch import OutputWatch
 from recast.errors import ExecutionError
 
 
+# Where this machine's software and locale are: what "run with this machine's
+# Python and PATH" needs, and nothing that tunes or authorises.
+PASSED_THROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+                  "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "CONDA_PREFIX", "LD_LIBRARY_PATH")
+
+
+def job_environment(job: Job, caller: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a host job runs with (see the module's docstring)."""
+    caller = os.environ if caller is None else caller
+    env = {name: value for name, value in caller.items()
+           if name in PASSED_THROUGH or name.startswith("LC_")}
+    # As in the docker environment: a template's own OMP_NUM_THREADS wins over the one from cores.
+    return {**env, "OMP_NUM_THREADS": str(max(1, int(job.cores))), **job.env}
+
+
 class HostEnvironment:
     name = "host"
     uses_images = False
     uses_container_broker = False
 
     def run(self, job: Job) -> Outcome:
-        # As in the docker environment: a template's own OMP_NUM_THREADS wins over the one from cores.
-        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, int(job.cores))), **job.env}
+        env = job_environment(job)
         if shutil.which(job.argv[0], path=env.get("PATH")) is None and os.sep not in job.argv[0]:
             raise ExecutionError(
                 f"step {job.step}: command {job.argv[0]!r} is not installed on this host "
