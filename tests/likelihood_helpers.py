@@ -90,3 +90,26 @@ def assert_close(actual, expected, rtol, what=""):
             assert_close(a, e, rtol, what)
         return
     assert abs(actual - expected) <= rtol * abs(expected), f"{what}: {actual!r} vs {expected!r} (relative {abs(actual - expected) / abs(expected):.2e} > {rtol})"
+
+
+def assert_cls_close(actual, expected, tol, what=""):
+    """CLs values agree within ``tol`` relative, or within ``tol`` in significance.
+
+    Deep in the tail (CLs of 1e-8 or 1e-32) a relative difference of 1e-3 is
+    a test statistic differing by 1e-3 / Z: below what any minimiser's stopping
+    rule resolves, and invisible in any exclusion. There the meaningful
+    comparison is of Z = Φ⁻¹(1 − CLs); near CLs = 0.05 the two criteria agree.
+    """
+    if isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected), what
+        for a, e in zip(actual, expected):
+            assert_cls_close(a, e, tol, what)
+        return
+    from scipy.stats import norm
+
+    if abs(actual - expected) <= tol * abs(expected):
+        return
+    z_actual, z_expected = norm.isf(actual), norm.isf(expected)
+    assert abs(z_actual - z_expected) <= tol, (
+        f"{what}: {actual!r} vs {expected!r} (relative {abs(actual - expected) / abs(expected):.2e}, "
+        f"significance {z_actual:.6f} vs {z_expected:.6f}: both beyond {tol})")

@@ -6,7 +6,7 @@ import csv
 import json
 
 import pytest
-from likelihood_helpers import assert_close, onelbb, onelbb_dir, patch_path, sbottom_dir, write_json  # noqa: F401
+from likelihood_helpers import assert_close, assert_cls_close, onelbb, onelbb_dir, patch_path, sbottom_dir, write_json  # noqa: F401
 
 from recast.likelihood import SignalPoint, cls, exclusion_plot, load_workspace, scan
 from recast.likelihood.scan import write_scan
@@ -46,8 +46,8 @@ def test_scan_uses_two_processes_and_records_a_failing_point(two_process_scan):
 def test_scan_gives_plain_pyhf_numbers(two_process_scan, region_a, index):
     row = next(r for r in two_process_scan["points"] if r["point"] == POINTS[index])
     plain = cls(region_a, region_a.point(POINTS[index]), method="pyhf", backend="numpy")
-    assert_close(row["cls_obs"], plain["cls_obs"], 1e-4, f"{POINTS[index]} CLs_obs")
-    assert_close(row["cls_exp"], plain["cls_exp"], 1e-4, f"{POINTS[index]} CLs_exp")
+    assert_cls_close(row["cls_obs"], plain["cls_obs"], 1e-4, f"{POINTS[index]} CLs_obs")
+    assert_cls_close(row["cls_exp"], plain["cls_exp"], 1e-4, f"{POINTS[index]} CLs_exp")
 
 
 def test_in_process_scan_with_limits_and_selection(region_a):
