@@ -229,7 +229,34 @@ def execute(plan: plan_mod.Plan, executor: str | Configured = "local", cores: in
         ) from None
     if stop.signum is not None:  # the signal came after Snakemake's last check
         raise Interrupted(stop.signum, len(finished_jobs(plan)))
-    return [job.id for job, record in records(plan) if record.get("started", "") >= started]
+    ran = [(job, record) for job, record in records(plan) if record.get("started", "") >= started]
+    for line in retried(ran, chosen.explain(errors.messages), chosen.explain_retry):
+        handler.console.print(line, highlight=False, markup=False, soft_wrap=True)
+    return [job.id for job, _ in ran]
+
+
+def retried(ran: list[tuple[plan_mod.PlannedJob, dict]], explained: list[str],
+            explain_retry=lambda record: None) -> list[str]:
+    """One line per job of this run that was started again after a failure: why, and which attempt won.
+
+    ``explained`` is the executor's account of the jobs it ended (Slurm's state
+    and reason, or a requeue it did itself); a job whose own command failed is
+    explained by its record.
+    """
+    lines = []
+    for job, record in ran:
+        earlier = record.get("earlier_attempts") or []
+        if not earlier or record.get("exit_code") != 0:
+            continue
+        why = [line for line in explained if line.startswith(f"step {job.id}: ")]
+        if not why and (requeued := explain_retry(record)):
+            why = [requeued]
+        if not why:
+            error = (earlier[-1].get("error") if isinstance(earlier[-1], dict) else None) or "killed"
+            why = [error if error.startswith(f"step {job.id} ") else f"step {job.id}: {error}"]
+        lines.extend(f"{line}; started again (attempt {record.get('attempt')} of {job.retries + 1})"
+                     for line in why)
+    return lines
 
 
 def _failure(plan: plan_mod.Plan, started: str, exc: Exception, explained: list[str] | None = None) -> ExecutionError:

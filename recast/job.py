@@ -13,6 +13,7 @@ job.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -95,6 +96,30 @@ def check_outputs(job: PlannedJob) -> None:
         raise RecastError(f"step {job.id} did not produce its declared output(s): {', '.join(missing)}")
 
 
+def earlier_attempts(job: PlannedJob) -> list[dict]:
+    """How this job's earlier starts ended, when it is started again after a failure (oldest first).
+
+    A retry (the template's ``retries``) or a resumed run after a kill or a
+    node failure starts the same job (same digest) again; Snakemake clears its
+    log first, so its record keeps why each earlier start ended. Empty for a
+    first start, or after a success or a change of the job.
+    """
+    try:
+        previous = json.loads(files.read_bytes(Path(job.record).parent, job.record, 2**20))
+    except (OSError, ValueError, RecastError):
+        return []
+    if not isinstance(previous, dict) or previous.get("digest") != job.digest or previous.get("exit_code") == 0:
+        return []
+    history = previous.get("earlier_attempts")
+    history = [h for h in history if isinstance(h, dict)] if isinstance(history, list) else []
+    last = {key: previous.get(key) for key in ("started", "ended", "exit_code", "timed_out", "error", "batch")}
+    return (history + [last])[-MAX_ATTEMPTS_KEPT:]
+
+
+MAX_ATTEMPTS_KEPT = 20
+BATCH_VARIABLES = ("SLURM_JOB_ID", "SLURM_RESTART_COUNT")
+
+
 def write_record(job: PlannedJob, record: dict) -> None:
     path = Path(job.record)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,9 +133,13 @@ def run(plan_path: str, job_id: str) -> int:
     Path(job.log).parent.mkdir(parents=True, exist_ok=True)
     environment = get_environment(plan.environment)
     record = {"job": job.id, "run": plan.run_id, "stage": job.stage, "branch": job.branch,
+              "attempt": 1, "earlier_attempts": earlier_attempts(job),
               "environment": plan.environment, "digest": job.digest, "argv": job.argv, "started": now(),
               "ended": None, "exit_code": None, "timed_out": False,
               "image": job.image if environment.uses_images else None}
+    record["attempt"] += len(record["earlier_attempts"])
+    # The batch system's job, when an executor's scheduler started this one (Slurm's id and requeue count).
+    record["batch"] = {k: os.environ[k] for k in BATCH_VARIABLES if k in os.environ} or None
     write_record(job, record)
     env_job = Job(
         run_id=plan.run_id, step=job.id, argv=job.argv, outdir=Path(job.outdir),

@@ -46,6 +46,7 @@ class Resources:
     memory_bytes: int = 2 * 1024**3
     time_limit_s: float = 3600.0
     output_bytes: int = DEFAULT_OUTPUT_BYTES  # most a job may write into its output folder
+    retries: int = 0  # starts after a failure before the run fails (Snakemake's retries)
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ class PlannedJob:
     record: str
     digest: str = ""
     output_bytes: int = DEFAULT_OUTPUT_BYTES  # the output folder's size limit
+    retries: int = 0  # how often Snakemake starts the job again after a failure
 
     @property
     def values_file(self) -> str:
@@ -215,8 +216,10 @@ def _job(analysis, stage, template, branch, item, parameters, jobs_by_stage, run
         log=str(run_dir / "logs" / f"{job_id}.log"),
         record=str(run_dir / "logs" / f"{job_id}.json"),
         output_bytes=getattr(template.resources, "output_bytes", DEFAULT_OUTPUT_BYTES),
+        retries=template.resources.retries,
     )
-    identity = {k: v for k, v in asdict(job).items() if k not in ("log", "record", "digest")}
+    # Retries change how often a job may be tried, not what it computes.
+    identity = {k: v for k, v in asdict(job).items() if k not in ("log", "record", "digest", "retries")}
     identity["template_document"] = analysis.document["templates"].get(template.name)
     if not get_environment(environment).uses_images:
         identity["image"] = None  # e.g. the host environment: the image plays no part in what runs

@@ -296,7 +296,8 @@ class _Checker:
                                                              parsed["time_limit"], parsed["output"]):
             self.problem(f"environment.resources.{key}", message, path)
         return Resources(cores=parsed["cores"], memory_bytes=int(parsed["memory"]),
-                         time_limit_s=parsed["time_limit"], output_bytes=int(parsed["output"]))
+                         time_limit_s=parsed["time_limit"], output_bytes=int(parsed["output"]),
+                         retries=int(doc.get("retries", defaults.retries)))
 
     # -- workflow ---------------------------------------------------------------
 

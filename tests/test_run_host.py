@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import os
 import subprocess
 import sys
@@ -164,3 +165,42 @@ def test_host_job_sees_only_the_software_variables_and_its_template_env(tmp_path
     assert "RECAST_DATABASE_URL" not in seen and "OPENBLAS_CORETYPE" not in seen
     assert seen["MODE"] == "fit" and seen["OMP_NUM_THREADS"] == "2" and seen["LC_NUMERIC"] == "C"
     assert seen["PATH"] == os.environ["PATH"]
+
+
+def _flaky(toy, retries: int) -> Path:
+    """The toy's square step fails the first time it runs for label 'flaky'; a request with one such point."""
+    script = toy / "code" / "square.py"
+    script.write_text(script.read_text().replace(
+        'if a.label == "fail":',
+        'if a.label == "flaky" and not os.path.exists("tried"):\n'
+        '    open("tried", "w").close()\n    raise SystemExit("failing once")\nif a.label == "fail":'))
+    template = toy / "templates" / "square.yaml"
+    template.write_text(template.read_text().replace("time_limit: 60s}", f"time_limit: 60s, retries: {retries}}}"))
+    request = toy / "requests" / "flaky.yaml"
+    request.write_text("schema: recast/request/1.0.0\nanalysis: toy\nparameters:\n  points:\n"
+                       "    - {x: 1, label: one, events: data/a.txt}\n"
+                       "    - {x: 2, label: flaky, events: data/b.txt}\n")
+    return request
+
+
+def test_a_failed_job_is_started_again_per_its_templates_retries(toy, tmp_path, capsys):
+    request = _flaky(toy, retries=1)
+    run_dir = tmp_path / "run"
+    run(toy, run_dir, request)
+    assert "step square__1 failed with exit status 1; started again (attempt 2 of 2)" in capsys.readouterr().err
+    record = json.loads((run_dir / "logs" / "square__1.json").read_text())
+    assert record["exit_code"] == 0 and record["attempt"] == 2
+    assert json.loads((run_dir / "logs" / "square__0.json").read_text())["attempt"] == 1
+    [earlier] = record["earlier_attempts"]
+    assert earlier["exit_code"] == 1 and "square__1 failed with exit status 1" in earlier["error"]
+    assert json.loads((run_dir / "results.json").read_text())["values"]["total"] > 0
+
+
+def test_without_retries_the_same_job_fails_the_run_and_a_rerun_counts_its_attempt(toy, tmp_path):
+    request = _flaky(toy, retries=0)
+    run_dir = tmp_path / "run"
+    with pytest.raises(ExecutionError, match="square__1"):
+        run(toy, run_dir, request)
+    assert json.loads((run_dir / "logs" / "square__1.json").read_text())["attempt"] == 1
+    run(toy, run_dir, request)  # the same command resumes: the job's second start
+    assert json.loads((run_dir / "logs" / "square__1.json").read_text())["attempt"] == 2

@@ -281,3 +281,53 @@ def test_a_service_worker_sends_its_runs_to_slurm(slurm, tmp_path):
     assert json.loads(outcome.read_text())["status"] == "succeeded"
     assert json.loads((tmp_path / "run" / "provenance.json").read_text())["executor"] == "slurm"
     assert sorted(slurm_jobs(tmp_path / "run")) == ["square__0", "square__1", "square__2", "total"]
+
+
+@pytest.mark.slurm
+@pytest.mark.docker
+def test_jobs_lost_to_scancel_or_a_node_failure_are_retried_per_their_template(slurm, toy_for_slurm, tmp_path):
+    """retries: 1 on the square template; one job scancelled, the other lost with its node (set DOWN)."""
+    toy = toy_for_slurm / "toy"
+    script = toy / "code" / "square.py"
+    script.write_text(script.read_text().replace(
+        'if a.label.startswith("nap"):',
+        'if a.label == "hang-once" and not os.path.exists("tried"):\n'
+        '    open("tried", "w").close()\n    time.sleep(600)\nif a.label.startswith("nap"):'))
+    template = toy / "templates" / "square.yaml"
+    template.write_text(template.read_text().replace("time_limit: 10m}", "time_limit: 10m, retries: 1}"))
+    from recast import images
+    from recast.validate import load_analysis
+
+    images.build(load_analysis(toy))
+    request = toy / "requests" / "hang.yaml"
+    request.write_text("schema: recast/request/1.0.0\nanalysis: toy\nparameters:\n  points:\n"
+                       "    - {x: 1, label: hang-once, events: data/a.txt}\n"
+                       "    - {x: 2, label: hang-once, events: data/b.txt}\n")
+    run_dir = tmp_path / "run"
+    node = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True).stdout.split()[0]
+    proc = start("run", "toy", "--catalog", str(toy_for_slurm), "--request", str(request), "--cores", "2",
+                 "--workdir", str(run_dir), "--json", *SLURM, limit=400)
+    try:
+        jobs = wait_for(lambda: (j := slurm_jobs(run_dir)) and len(j) == 2
+                        and all(v["JobState"] == "RUNNING" for v in j.values()) and j, 120, "two running Slurm jobs")
+        wait_for(lambda: all((run_dir / "steps" / s / "tried").exists() for s in jobs), 60, "both jobs to hang")
+        subprocess.run(["scancel", jobs["square__0"]["JobId"]], check=True)
+        subprocess.run(["scontrol", "update", f"nodename={node}", "state=down", "reason=recast-test"], check=True)
+        wait_for(lambda: slurm_jobs(run_dir).get("square__1", {}).get("JobState") not in (None, "RUNNING"),
+                 60, "the node's job to end")
+    finally:
+        subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], check=False)
+    try:
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert json.loads((run_dir / "results.json").read_text())["values"]["squares"] == [2, 6]
+    for step in ("square__0", "square__1"):
+        job = record(run_dir, step)
+        assert job["exit_code"] == 0 and job["attempt"] == 2, (step, job)
+    # Snakemake saw the cancelled job fail and submitted it again; the node's job Slurm requeued itself.
+    assert f"step square__0: Slurm job {jobs['square__0']['JobId']} cancelled (scancel, or an operator) " \
+           "(state CANCELLED)" in err and "; started again (attempt 2 of 2)" in err, err
+    assert f"step square__1: Slurm job {jobs['square__1']['JobId']} was requeued by Slurm (its node failed, " \
+           "or an operator requeued it); started again (attempt 2 of 2)" in err, err

@@ -34,6 +34,7 @@ for _job in PLAN.jobs:
             job=_job.id,
             digest=_job.digest,
         threads: _res["threads"]
+        retries: _job.retries
         resources:
             mem_mb=_res["mem_mb"],
             runtime=_res["runtime"],

@@ -105,6 +105,11 @@ class Configured:
         module = self.executor.load()
         return module.explain(messages) if module else []
 
+    def explain_retry(self, record: dict) -> str | None:
+        """Why a job that ended well had to be started again, when the executor can tell (or None)."""
+        module = self.executor.load()
+        return module.explain_retry(record) if module and hasattr(module, "explain_retry") else None
+
     def describe(self) -> dict[str, Any]:
         """For provenance and messages: the executor's name and the settings given."""
         settings = dataclasses.asdict(self.settings) if self.settings is not None else {}

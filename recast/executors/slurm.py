@@ -174,6 +174,18 @@ def explain(messages: list[str]) -> list[str]:
     return lines
 
 
+def explain_retry(record: dict) -> str | None:
+    """A job that Slurm itself requeued (its node failed, or an operator ran ``scontrol requeue``) is
+    the same batch job started again: Snakemake never saw it fail (a retry of Snakemake's is a new
+    batch job), and the job's record shows two starts under one Slurm job id."""
+    batch = record.get("batch") or {}
+    before = (record.get("earlier_attempts") or [{}])[-1].get("batch") or {}
+    if batch.get("SLURM_JOB_ID") and batch.get("SLURM_JOB_ID") == before.get("SLURM_JOB_ID"):
+        return (f"step {record.get('job')}: Slurm job {batch['SLURM_JOB_ID']} was requeued by Slurm "
+                "(its node failed, or an operator requeued it)")
+    return None
+
+
 def job_info(slurm_id: str) -> dict[str, str]:
     """``scontrol show job`` as fields (Slurm keeps a finished job there for MinJobAge seconds)."""
     try:
