@@ -51,6 +51,8 @@ def test_export_refuses_images_not_pushed(toy, tmp_path):
 
 
 def test_exported_workflow_reproduces_recast_run(toy, registry, tmp_path):  # noqa: F811
+    template = toy / "templates" / "square.yaml"
+    template.write_text(template.read_text().replace("time_limit: 60s}", "time_limit: 60s, retries: 2}"))
     analysis = load_analysis(toy)
     images.build(analysis)
     [pushed] = images.push(analysis, registry).values()
@@ -68,6 +70,7 @@ def test_exported_workflow_reproduces_recast_run(toy, registry, tmp_path):  # no
     snakefile = (out / "Snakefile").read_text()
     assert snakefile.count(f'container: "docker://{pushed}"') == 3  # square, total, results
     assert 'output: "steps/square__{branch}/square.json"' in snakefile  # branches as a wildcard
+    assert snakefile.count("    retries: 2\n") == 1, "the square template's retries, and only its"
     assert 'resources: mem_mb=256, runtime=1, kubernetes_memory_limit="256Mi", kubernetes_job_timeout=60' in snakefile
     stages = json.dumps(json.loads((out / "recast-export.json").read_text())["stages"])
     assert str(tmp_path) not in snakefile + stages, "commands and inputs are relative to the folder"

@@ -11,7 +11,7 @@ DIR gets:
   ``container: docker://REPOSITORY@sha256:DIGEST`` (the image pushed with
   ``recast images push``: REANA pulls from a registry, never a tag); the
   template's cores, memory and time limit as ``threads``, ``mem_mb`` and
-  ``runtime`` and as REANA's ``kubernetes_memory_limit`` and
+  ``runtime`` (and its ``retries`` as Snakemake's) and as REANA's ``kubernetes_memory_limit`` and
   ``kubernetes_job_timeout``; a last rule ``results`` writes ``results.json``
   (the values the analysis declares, read from the jobs' outputs exactly as
   ``recast run`` reads them) and ``provenance.json``;
@@ -89,7 +89,7 @@ def export(analysis: Analysis, request: Request, out: Path) -> Path:
             "threads": plan_mod.snakemake_resources(job)["threads"],
             "mem_mb": plan_mod.snakemake_resources(job)["mem_mb"],
             "runtime": plan_mod.snakemake_resources(job)["runtime"],
-            "timeout_s": int(job.time_limit_s)})
+            "timeout_s": int(job.time_limit_s), "retries": job.retries})
         inputs = []
         for path in job.inputs:  # an ordering input (another job's values.json) becomes that job's files
             inputs += sorted(producers[path].output_files.values()) if path in producers else [path]
@@ -160,6 +160,7 @@ def _snakefile(stages: dict, spec: dict) -> str:
             f'    log: "{log}"',
             f'    container: "docker://{stage["image"]}"',
             f'    threads: {stage["threads"]}',
+            *([f'    retries: {stage["retries"]}'] if stage["retries"] else []),
             f'    resources: mem_mb={stage["mem_mb"]}, runtime={stage["runtime"]}, '
             f'kubernetes_memory_limit="{memory}", kubernetes_job_timeout={stage["timeout_s"]}',
             f'    params: command=lambda wc: STAGES["{name}"]["jobs"][{key}]["command"]',
