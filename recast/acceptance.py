@@ -157,7 +157,7 @@ def test_step(analysis: Analysis, step: str, workdir: Path, environment: str,
     """Run one template on the entry's stored fixtures and apply the step's checks."""
     from recast import execution, plan
     from recast.environments import ImageRef, Job, get_environment
-    from recast.job import read_values
+    from recast.job import check_declared, read_values
 
     case = Case(analysis.id, f"step:{step}")
     started = time.monotonic()
@@ -213,11 +213,7 @@ def test_step(analysis: Analysis, step: str, workdir: Path, environment: str,
             raise RecastError(f"step {step} failed with exit status {outcome.exit_code}"
                               f"{' (time limit)' if outcome.timed_out else ''}\n{tail(log)}")
         output_files = {n: outdir / f for n, f in template.output_files.items()}
-        for name, path in output_files.items():
-            try:
-                files.check_regular(outdir, path)
-            except FileNotFoundError:
-                raise RecastError(f"step {step} did not produce its declared output {name!r}") from None
+        check_declared(step, outdir, output_files, {str(output_files[n]) for n in template.output_directories})
         values = read_values(step, outdir, {n: [str(output_files[f]), p] for n, (f, p) in template.output_values.items()})
         expect = dict(check["expect"])
         # A step's command output is its log, named "log" in checks.yaml.

@@ -87,18 +87,23 @@ def _why(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def _open_last(root: Path, parts: tuple[str, ...], flags: int, what: str) -> int:
+    """An fd of ``root/parts``, opened read-only with ``flags`` and no link followed on the way or at the end."""
+    with _walk_to_parent(root, parts) as parent:
+        try:
+            return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | flags, dir_fd=parent)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise UnsafePath(f"{root / '/'.join(parts)}: {what} ({_why(exc)})") from None
+
+
 @contextlib.contextmanager
 def open_regular(root: str | os.PathLike, path: str | os.PathLike, max_bytes: int | None = None) -> Iterator[BinaryIO]:
     """Open ``path`` (relative to ``root``, or absolute below it) for reading, refusing links and non-regular files."""
     root = Path(root)
     parts = relative_to_root(root, path)
-    with _walk_to_parent(root, parts) as parent:
-        try:
-            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=parent)
-        except FileNotFoundError:
-            raise
-        except OSError as exc:
-            raise UnsafePath(f"{root / '/'.join(parts)}: cannot be read as a regular file ({_why(exc)})") from None
+    fd = _open_last(root, parts, os.O_NONBLOCK, "cannot be read as a regular file")
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -150,6 +155,50 @@ def check_mountable(root: str | os.PathLike, path: str | os.PathLike) -> os.stat
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
         raise UnsafePath(f"{root / '/'.join(parts)}: a link, or neither a regular file nor a folder")
     return st
+
+
+SNAKEMAKE_MARKER = ".snakemake_timestamp"
+
+
+def tree(root: str | os.PathLike, path: str | os.PathLike, max_entries: int = 100_000) -> list[str]:
+    """The regular files of the folder ``path`` below ``root`` (relative to it, sorted).
+
+    The folder is reached through no link, and everything in it must be a
+    folder or a regular file: a link (or a device, a fifo) anywhere inside is
+    refused, as is a tree of more than ``max_entries`` entries. Snakemake's
+    own marker at the top (``.snakemake_timestamp``, which it writes into a
+    folder output after the job) is not part of the output.
+    """
+    root = Path(root)
+    parts = relative_to_root(root, path)
+    top = _open_last(root, parts, os.O_DIRECTORY, "not a folder")
+    found, entries = [], 0
+    try:
+        for folder, dirs, names, fd in os.fwalk(".", dir_fd=top, follow_symlinks=False):
+            for name in dirs + names:
+                entries += 1
+                if entries > max_entries:
+                    raise UnsafePath(f"{root / '/'.join(parts)}: more than {max_entries} files and folders")
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                relative = os.path.normpath(os.path.join(folder, name))
+                if stat.S_ISREG(st.st_mode):
+                    if relative != SNAKEMAKE_MARKER:
+                        found.append(relative)
+                elif not stat.S_ISDIR(st.st_mode):
+                    raise UnsafePath(f"{root / '/'.join(parts)}/{relative}: a link, or neither a regular file nor "
+                                     "a folder; links are not followed")
+    finally:
+        os.close(top)
+    return sorted(found)
+
+
+def tree_sha256(root: str | os.PathLike, path: str | os.PathLike) -> str:
+    """One digest of a folder: of each regular file's relative path and sha256, in order (see :func:`tree`)."""
+    folder = Path(root) / Path(*relative_to_root(Path(root), path))
+    digest = hashlib.sha256()
+    for name in tree(root, path):
+        digest.update(f"{sha256(folder, name)}  {name}\n".encode())
+    return digest.hexdigest()
 
 
 def confined(root: str | os.PathLike, relative: str | os.PathLike, what: str = "path") -> Path:

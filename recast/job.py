@@ -75,25 +75,42 @@ def read_values(job_id: str, outdir: str | Path, output_values: dict[str, list[s
 
 
 def output_digests(job: PlannedJob) -> dict[str, str]:
-    """sha256 of every file the job leaves for others (declared outputs and values.json), by name in its folder."""
-    return {str(Path(path).relative_to(job.outdir)): files.sha256(job.outdir, path) for path in job.outputs}
+    """sha256 of every output the job leaves for others (declared outputs and values.json), by name in its
+    folder; a folder output's is :func:`recast.files.tree_sha256`."""
+    return {str(Path(path).relative_to(job.outdir)):
+            files.tree_sha256(job.outdir, path) if path in job.output_directories else files.sha256(job.outdir, path)
+            for path in job.outputs}
 
 
 def check_outputs(job: PlannedJob) -> None:
-    """Every declared output is a regular file in the job's folder, reached through no link."""
+    check_declared(job.id, Path(job.outdir), job.output_files, set(job.output_directories))
+
+
+def check_declared(step: str, outdir: Path, output_files: dict[str, str], directories: set[str]) -> None:
+    """Every declared output is in the job's folder, reached through no link: a regular file, or a folder
+    (by its path in ``directories``) holding only folders and regular files."""
     missing, unsafe = [], []
-    for name, path in job.output_files.items():
+    for name, path in output_files.items():
         try:
-            files.check_regular(job.outdir, path)
+            if str(path) in directories:
+                files.tree(outdir, path, MAX_ENTRIES)
+            else:
+                files.check_regular(outdir, path)
         except FileNotFoundError:
             missing.append(name)
         except files.UnsafePath:
-            unsafe.append(f"{name} ({Path(path).relative_to(job.outdir)})")
+            unsafe.append(f"{name} ({Path(path).relative_to(outdir)})")
     if unsafe:
-        raise RecastError(f"step {job.id} left declared output(s) that are links or not regular files: "
-                          f"{', '.join(unsafe)}; recast never follows a link out of a job's folder")
+        raise RecastError(f"step {step} left declared output(s) that are links, hold links, or are not regular "
+                          f"files or folders: {', '.join(unsafe)}; recast never follows a link out of a job's folder")
     if missing:
-        raise RecastError(f"step {job.id} did not produce its declared output(s): {', '.join(missing)}")
+        raise RecastError(f"step {step} did not produce its declared output(s): {', '.join(missing)}")
+
+
+def write_record(job: PlannedJob, record: dict) -> None:
+    path = Path(job.record)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    files.atomic_write(path, json.dumps(record, indent=1))
 
 
 def earlier_attempts(job: PlannedJob) -> list[dict]:
@@ -118,12 +135,6 @@ def earlier_attempts(job: PlannedJob) -> list[dict]:
 
 MAX_ATTEMPTS_KEPT = 20
 BATCH_VARIABLES = ("SLURM_JOB_ID", "SLURM_RESTART_COUNT")
-
-
-def write_record(job: PlannedJob, record: dict) -> None:
-    path = Path(job.record)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    files.atomic_write(path, json.dumps(record, indent=1))
 
 
 def run(plan_path: str, job_id: str) -> int:

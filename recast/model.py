@@ -57,13 +57,22 @@ class Template:
     path: Path
     description: str
     parameters: dict[str, Parameter]
-    argv: tuple[str, ...]  # with {placeholders}
+    process: dict[str, Any]  # the template's `process`, as recast/processes.py reads it for its kind
     image: str  # name of an ImageSpec of the analysis
     env: dict[str, str]
     resources: Resources
     network: bool
-    output_files: dict[str, str]  # name -> file name inside the job's output folder
+    output_files: dict[str, str]  # name -> path inside the job's output folder (a file, or a folder)
     output_values: dict[str, tuple[str, str]]  # name -> (output file name key, JSON pointer)
+    output_directories: frozenset[str] = frozenset()  # names of output_files that are whole folders
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """What it runs, for people and for "is this program on the host": a command's argv, or
+        ``INTERPRETER -c SCRIPT`` (placeholders unfilled)."""
+        if self.process["kind"] == "script":
+            return (self.process["interpreter"], "-c", self.process["script"])
+        return tuple(self.process["argv"])
 
 
 @dataclass(frozen=True)

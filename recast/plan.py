@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recast import files, references
+from recast import files, processes, references
 from recast.environments import get_environment
 from recast.digest import digest
 from recast.limits import DEFAULT_OUTPUT_BYTES
@@ -55,6 +55,7 @@ class PlannedJob:
     digest: str = ""
     output_bytes: int = DEFAULT_OUTPUT_BYTES  # the output folder's size limit
     retries: int = 0  # how often Snakemake starts the job again after a failure
+    output_directories: list[str] = field(default_factory=list)  # outputs that are whole folders
 
     @property
     def values_file(self) -> str:
@@ -96,24 +97,9 @@ def load(path: str | Path) -> Plan:
     return Plan.from_json(json.loads(Path(path).read_text()))
 
 
-def _format(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
-    return str(value)  # floats: repr-exact shortest round trip
-
-
 def command_line(template: Template, values: dict[str, Any]) -> list[str]:
-    """The template's argv with placeholders filled (a list placeholder alone expands)."""
-    argv: list[str] = []
-    for element in template.argv:
-        whole = references.whole_placeholder(element)
-        if whole is not None and isinstance(values.get(whole), list):
-            argv.extend(_format(v) for v in values[whole])
-        else:
-            argv.append(references.substitute(element, {k: _format(v) for k, v in values.items()}))
-    return argv
+    """The template's process with placeholders filled (see recast/processes.py)."""
+    return processes.argv(template.process, values)
 
 
 def _files_of(param: Parameter, value: Any) -> list[str]:
@@ -217,6 +203,7 @@ def _job(analysis, stage, template, branch, item, parameters, jobs_by_stage, run
         record=str(run_dir / "logs" / f"{job_id}.json"),
         output_bytes=getattr(template.resources, "output_bytes", DEFAULT_OUTPUT_BYTES),
         retries=template.resources.retries,
+        output_directories=sorted(output_files[n] for n in template.output_directories),
     )
     # Retries change how often a job may be tried, not what it computes.
     identity = {k: v for k, v in asdict(job).items() if k not in ("log", "record", "digest", "retries")}

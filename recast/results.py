@@ -44,11 +44,13 @@ def collect(analysis: Analysis, request: Request, plan: Plan, executor: str) -> 
         for job in _jobs_of(plan, ref.stage):
             path = Path(job.output_files[ref.output])
             key = name if not scattered[ref.stage] else f"{name}[{job.branch}]"
+            folder = str(path) in job.output_directories
             try:
-                digest = files.sha256(job.outdir, path)
+                digest = (files.tree_sha256 if folder else files.sha256)(job.outdir, path)
             except (OSError, RecastError) as exc:
                 raise RecastError(f"result file {name!r}: cannot read {path}: {exc}") from None
-            found_files[key] = {"path": str(path.relative_to(run_dir)), "sha256": digest}
+            found_files[key] = {"path": str(path.relative_to(run_dir)), "sha256": digest,
+                                **({"directory": True} if folder else {})}
     document = {
         "schema": "recast/result/1.0.0",
         "analysis": dict(plan.analysis),
@@ -90,9 +92,10 @@ def verify(run_dir: str | Path) -> list[str]:
         if not expected:
             problems.append(f"step {job.id}: no record of its outputs (it did not finish)")
             continue
+        folders = {str(Path(p).relative_to(job.outdir)) for p in job.output_directories}
         for name, digest in expected.items():
             try:
-                actual = files.sha256(job.outdir, name)
+                actual = (files.tree_sha256 if name in folders else files.sha256)(job.outdir, name)
             except (OSError, RecastError) as exc:
                 actual = f"unreadable ({exc})"
             if actual != digest:
@@ -113,7 +116,7 @@ def verify(run_dir: str | Path) -> list[str]:
             problems.append(f"value {name!r} in {RESULTS_FILE} differs from what its jobs produced")
     for name, entry in document["files"].items():
         try:
-            actual = files.sha256(run_dir, entry["path"])
+            actual = (files.tree_sha256 if entry.get("directory") else files.sha256)(run_dir, entry["path"])
         except (OSError, RecastError) as exc:
             actual = f"unreadable ({exc})"
         if actual != entry["sha256"]:

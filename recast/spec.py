@@ -55,6 +55,11 @@ def field_path(parts) -> str:
     return out
 
 
+def _hint(error: ValidationError) -> str | None:
+    """A schema's own ``x-hint``: what to write instead, in the words of the spec's author."""
+    return error.schema.get("x-hint") if isinstance(error.schema, dict) else None
+
+
 def explain(error: ValidationError) -> tuple[str, str]:
     """(field path, one line for people: what was found, what was expected)."""
     if error.validator in ("oneOf", "anyOf") and error.context:
@@ -63,9 +68,14 @@ def explain(error: ValidationError) -> tuple[str, str]:
             return field_path(error.absolute_path), "missing required field(s): expected " + " or ".join(
                 sorted(set(missing))
             )
-        # Report the alternative that came closest rather than 'is not valid under any'.
-        return explain(max(error.context, key=lambda e: len(e.absolute_path)))
+        # Report the alternative that came closest rather than 'is not valid under any': the deepest,
+        # then one whose schema says what to write instead, then any but a mere type or `kind` mismatch
+        # (an alternative whose `kind` differs is not the one the author meant).
+        return explain(max(error.context, key=lambda e: (len(e.absolute_path), _hint(e) is not None,
+                                                         e.validator not in ("type", "const"))))
     where = field_path(error.absolute_path)
+    if (hint := _hint(error)) is not None:
+        return where, f"{short(error.instance)}: {hint}"
     if error.validator == "additionalProperties":
         return where, f"{error.message} (remove it, or check its spelling)"
     if error.validator == "required":

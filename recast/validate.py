@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 # As safe_files: template() has a local `files` (the declared outputs).
 from recast import files as safe_files
-from recast import limits, references, spec
+from recast import limits, processes, references, spec
 from recast.errors import SpecError
 from recast.limits import parse_duration, parse_size
 from recast.model import Analysis, Example, ImageSpec, Parameter, Resources, Stage, Template
@@ -204,33 +204,32 @@ class _Checker:
         if doc["name"] != name:
             self.problem("name", f"expected {name!r} (the name the analysis spec gives it), found {doc['name']!r}", path)
         parameters = {k: parameter(k, v) for k, v in doc["parameters"].items()}
+        kind = processes.get(doc["process"]["kind"])
         used: set[str] = set()
-        for i, element in enumerate(doc["process"]["argv"]):
+        for where, text in kind.texts(doc["process"]):
             try:
-                names = references.placeholders(element)
+                names = references.placeholders(text)
             except references.PlaceholderError as exc:
-                self.problem(f"process.argv[{i}]", str(exc), path)
+                self.problem(where, str(exc), path)
                 continue
             for placeholder in names:
                 used.add(placeholder)
                 if placeholder not in parameters and placeholder not in references.BUILTIN_PLACEHOLDERS:
                     self.problem(
-                        f"process.argv[{i}]",
+                        where,
                         f"placeholder {{{placeholder}}} is not a declared parameter "
                         f"(declared: {', '.join(sorted(parameters)) or 'none'}; built-in: outdir)",
                         path,
                     )
-            whole = references.whole_placeholder(element)
+            whole = references.whole_placeholder(text)
             for placeholder in names:
                 p = parameters.get(placeholder)
-                if p is not None and p.type in ("list", "object") and whole != placeholder:
-                    self.problem(
-                        f"process.argv[{i}]",
-                        f"list/object parameter {placeholder!r} must stand alone in its argument to expand",
-                        path,
-                    )
+                if kind.standalone_lists() and p is not None and p.type in ("list", "object") and whole != placeholder:
+                    self.problem(where, f"list/object parameter {placeholder!r} must stand alone in its argument "
+                                        "to expand", path)
         for unused in sorted(set(parameters) - used):
-            self.problem(f"parameters.{unused}", "declared but not used in process.argv", path)
+            self.problem(f"parameters.{unused}", f"declared but not used in {kind.texts(doc['process'])[0][0].split('[')[0]}",
+                         path)
         for pname, p in parameters.items():
             # A default is used as given, never resolved as a reference, so a
             # path there would name a file on the host running recast.
@@ -248,11 +247,19 @@ class _Checker:
                 path,
             )
         outputs = doc["outputs"]
-        files = outputs.get("files", {})
+        files = {n: v if isinstance(v, str) else v["path"] for n, v in outputs.get("files", {}).items()}
+        directories = frozenset(n for n, v in outputs.get("files", {}).items()
+                                if isinstance(v, dict) and v.get("directory"))
+        for a, b in ((a, b) for a in files for b in files if a < b):
+            if files[a] == files[b] or files[b].startswith(files[a] + "/") or files[a].startswith(files[b] + "/"):
+                self.problem(f"outputs.files.{b}", f"{files[b]!r} overlaps output {a!r} ({files[a]!r})", path)
         values = {}
         for vname, value in outputs.get("values", {}).items():
             if value["file"] not in files:
                 self.problem(f"outputs.values.{vname}.file", f"{value['file']!r} is not a declared output file", path)
+            elif value["file"] in directories:
+                self.problem(f"outputs.values.{vname}.file", f"{value['file']!r} is a folder: values are read from "
+                                                             "a JSON file", path)
             if vname in files:
                 self.problem(f"outputs.values.{vname}", "a value and a file may not share a name", path)
             values[vname] = (value["file"], value["pointer"])
@@ -272,13 +279,14 @@ class _Checker:
             path=path,
             description=doc.get("description", ""),
             parameters=parameters,
-            argv=tuple(doc["process"]["argv"]),
+            process=dict(doc["process"]),
             image=environment["image"],
             env={str(k): v for k, v in env.items()},
             resources=resources,
             network=bool(environment.get("network", False)),
             output_files=dict(files),
             output_values=values,
+            output_directories=directories,
         ), doc
 
     def resources(self, doc: dict, path: Path) -> Resources:

@@ -25,7 +25,8 @@ for _job in PLAN.jobs:
         input:
             _job.inputs,
         output:
-            _job.outputs,
+            # a folder output is Snakemake's directory(): made by the job, removed before it reruns
+            [directory(p) if p in _job.output_directories else p for p in _job.outputs],
         log:
             _job.log,
         params:

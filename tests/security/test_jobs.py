@@ -71,7 +71,7 @@ def test_a_declared_output_that_is_a_link_to_a_host_file_is_refused(hostile, tmp
     with pytest.raises(ExecutionError) as failure:
         run_points(hostile, [{"mode": "link-result", "arg": str(secret)}], run_dir, environment)
     assert str(failure.value).startswith(
-        "step attack__0 left declared output(s) that are links or not regular files: result (result.json); "
+        "step attack__0 left declared output(s) that are links, hold links, or are not regular files or folders: result (result.json); "
         "recast never follows a link out of a job's folder")
     assert not (run_dir / "results.json").exists()
     assert not any("SECRET-7f3a" in p.read_text(errors="replace") for p in regular_files(run_dir))

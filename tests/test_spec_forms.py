@@ -1,0 +1,160 @@
+"""The spec forms real workflows need: script processes, outputs in sub-folders, folder outputs.
+
+Each runs for real, on the host and under Docker, on the toy analysis with two
+stages added: ``describe`` (a bash script writing into sub-folders and a folder
+of plots) and ``count`` (a Python script reading that folder). Request values
+full of shell and Python syntax must arrive as data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from recast import execution, images
+from recast import request as request_mod
+from recast.errors import ExecutionError
+from recast.validate import check, load_analysis
+
+DESCRIBE = """\
+schema: recast/template/1.0.0
+name: describe
+parameters:
+  label: {type: string}
+  x: {type: number}
+process:
+  kind: script
+  interpreter: bash
+  script: |
+    set -eu
+    mkdir -p {outdir}/fit/plots
+    printf '%s' {label} > {outdir}/fit/label.txt
+    printf '{{"x": %s}}' {x} > {outdir}/fit/result.json
+    for i in 1 2 3; do echo "plot $i" > {outdir}/fit/plots/p$i.txt; done
+    if [ {label} = link ]; then ln -s /etc/hostname {outdir}/fit/plots/evil; fi
+environment:
+  kind: image
+  image: toy
+  resources: {cores: 1, memory: 256MiB, time_limit: 60s}
+outputs:
+  files:
+    label: {path: fit/label.txt}
+    result: {path: fit/result.json}
+    plots: {path: fit/plots, directory: true}
+  values:
+    x: {file: result, pointer: /x}
+"""
+
+COUNT = """\
+schema: recast/template/1.0.0
+name: count
+parameters:
+  plots: {type: file}
+  label: {type: string}
+process:
+  kind: script
+  interpreter: python3
+  script: |
+    import json, os
+    names = sorted(n for n in os.listdir({plots}) if not n.startswith("."))  # Snakemake adds a marker
+    json.dump({{"n": len(names), "label": {label}}}, open(os.path.join({outdir}, "n.json"), "w"))
+environment:
+  kind: image
+  image: toy
+  resources: {cores: 1, memory: 256MiB, time_limit: 60s}
+outputs:
+  files: {counted: n.json}
+  values:
+    n: {file: counted, pointer: /n}
+    label: {file: counted, pointer: /label}
+"""
+
+HOSTILE_LABELS = ["one; touch /tmp/recast-pwned", "$(id) `id` ${HOME}", "it's \"quoted\" {x} \\n"]
+
+
+@pytest.fixture
+def forms(toy):
+    """The toy analysis with the describe and count stages, and a request whose labels are hostile."""
+    (toy / "templates" / "describe.yaml").write_text(DESCRIBE)
+    (toy / "templates" / "count.yaml").write_text(COUNT)
+    spec = yaml.safe_load((toy / "analysis.yaml").read_text())
+    spec["templates"].update(describe="templates/describe.yaml", count="templates/count.yaml")
+    spec["workflow"]["stages"] += [
+        {"name": "describe", "template": "describe", "scatter": {"over": "$request.points"},
+         "bind": {"label": "$item.label", "x": "$item.x"}},
+        {"name": "count", "template": "count", "scatter": {"over": "$request.points"},
+         "bind": {"plots": "$steps.describe.plots", "label": "$item.label"}},
+    ]
+    spec["results"]["values"].update(xs="$steps.describe.x", plot_counts="$steps.count.n",
+                                     labels="$steps.count.label")
+    spec["results"]["files"].update(plots="$steps.describe.plots")
+    (toy / "analysis.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    request = toy / "requests" / "hostile.yaml"
+    request.write_text(yaml.safe_dump({
+        "schema": "recast/request/1.0.0", "analysis": "toy",
+        "parameters": {"points": [{"x": i + 1, "label": label, "events": "data/a.txt"}
+                                  for i, label in enumerate(HOSTILE_LABELS)]}}))
+    return toy
+
+
+def run(toy, run_dir: Path, environment: str, request: Path):
+    analysis = load_analysis(toy)
+    if environment == "docker":
+        images.build(analysis)
+        analysis = load_analysis(toy)
+    return execution.run(analysis, request_mod.load(analysis, request), run_dir, environment=environment, cores=2)
+
+
+@pytest.mark.parametrize("environment", ["host", pytest.param("docker", marks=pytest.mark.docker)])
+def test_scripts_sub_folder_and_folder_outputs_run_and_request_values_stay_data(forms, tmp_path, environment):
+    assert check(forms)[1] == []
+    Path("/tmp/recast-pwned").unlink(missing_ok=True)
+    run_dir = tmp_path / "run"
+    run(forms, run_dir, environment, forms / "requests" / "hostile.yaml")
+    results = json.loads((run_dir / "results.json").read_text())["values"]
+    assert results["xs"] == [1, 2, 3] and results["plot_counts"] == [3, 3, 3]
+    assert results["labels"] == HOSTILE_LABELS, "a Python literal, never code"
+    for branch, label in enumerate(HOSTILE_LABELS):
+        assert (run_dir / "steps" / f"describe__{branch}" / "fit" / "label.txt").read_text() == label
+    assert not Path("/tmp/recast-pwned").exists()
+    files = json.loads((run_dir / "results.json").read_text())["files"]
+    assert files["plots[0]"]["directory"] is True and files["plots[0]"]["path"] == "steps/describe__0/fit/plots"
+    from recast.results import verify
+
+    assert verify(run_dir) == []
+    (run_dir / "steps" / "describe__1" / "fit" / "plots" / "p2.txt").write_text("changed")
+    assert any("plots" in problem for problem in verify(run_dir)), "a folder output is certified as a whole"
+
+
+@pytest.mark.parametrize("environment", ["host", pytest.param("docker", marks=pytest.mark.docker)])
+def test_a_link_inside_a_folder_output_is_refused(forms, tmp_path, environment):
+    request = forms / "requests" / "link.yaml"
+    request.write_text("schema: recast/request/1.0.0\nanalysis: toy\nparameters:\n  points:\n"
+                       "    - {x: 1, label: link, events: data/a.txt}\n")
+    with pytest.raises(ExecutionError, match=r"describe__0 left declared output\(s\) that are links, hold links"):
+        run(forms, tmp_path / "run", environment, request)
+    assert not (tmp_path / "run" / "steps" / "count__0" / "n.json").exists(), "nothing downstream ran on it"
+
+
+def _problems(toy, template: str, text: str) -> list[str]:
+    (toy / "templates" / f"{template}.yaml").write_text(text)
+    return [f"{where}: {message}" for _, where, message in check(toy)[1]]
+
+
+def test_validation_says_what_to_write_instead(forms):
+    found = _problems(forms, "describe", DESCRIBE.replace("label: {path: fit/label.txt}", "label: fit/label.txt"))
+    assert any(p.startswith("outputs.files.label: 'fit/label.txt': a plain output is a file name directly in the "
+                            "job's folder") and "{path: DIR/FILE}" in p for p in found), found
+    found = _problems(forms, "describe", DESCRIBE.replace("{path: fit/plots,", "{path: ../plots,"))
+    assert any(p.startswith("outputs.files.plots.path: '../plots': a path inside the job's folder") for p in found), found
+    found = _problems(forms, "describe", DESCRIBE.replace("{outdir}/fit/label.txt", "{workdir}/fit/label.txt"))
+    assert any(p.startswith("process.script: placeholder {workdir} is not a declared parameter") for p in found), found
+    found = _problems(forms, "describe", DESCRIBE.replace("interpreter: bash", "interpreter: perl"))
+    assert any("process.interpreter: expected one of 'sh', 'bash', 'python3'" in p for p in found), found
+    found = _problems(forms, "describe", DESCRIBE.replace("x: {file: result, pointer: /x}", "x: {file: plots, pointer: /x}"))
+    assert any(p.startswith("outputs.values.x.file: 'plots' is a folder") for p in found), found
+    found = _problems(forms, "describe", DESCRIBE.replace("{path: fit/plots,", "{path: fit/label.txt/more,"))
+    assert any("overlaps output" in p for p in found), found
