@@ -80,8 +80,32 @@ class Stage:
     name: str
     template: str
     bind: dict[str, Any]  # template parameter -> literal or "$request.x" / "$item.x" / "$steps.s.o"
-    scatter: str | None = None  # name of a list parameter of the request
+    scatter: str | None = None  # which branches: a request list's name, or "zip(...)"/"cartesian(...)" of several
     after: tuple[str, ...] = ()
+    scatter_method: str = "over"  # over (one list) | zip (several, element by element) | cartesian (every combination)
+    scatter_lists: tuple[tuple[str, str], ...] = ()  # zip/cartesian: ($item field, request list parameter)
+
+    def scatter_items(self, parameters: dict[str, Any]) -> list[Any]:
+        """The elements its branches run on (``$item`` of each), in branch order."""
+        import itertools
+
+        if self.scatter is None:
+            return [None]
+        if self.scatter_method == "over":
+            return list(parameters[self.scatter])
+        fields = [field for field, _ in self.scatter_lists]
+        lists = [list(parameters[name]) for _, name in self.scatter_lists]
+        if self.scatter_method == "zip":
+            lengths = {name: len(values) for (_, name), values in zip(self.scatter_lists, lists)}
+            if len(set(lengths.values())) > 1:
+                from recast.errors import RecastError
+
+                raise RecastError(f"stage {self.name!r} zips lists of different lengths: "
+                                  + ", ".join(f"{name} has {n}" for name, n in lengths.items()))
+            combined = zip(*lists)
+        else:
+            combined = itertools.product(*lists)
+        return [dict(zip(fields, values)) for values in combined]
 
     @property
     def upstream(self) -> set[str]:

@@ -146,7 +146,7 @@ def build(analysis: Analysis, parameters: dict[str, Any], run_dir: Path, environ
     jobs_by_stage: dict[str, list[PlannedJob]] = {}
     for stage in _ordered(analysis.stages):
         template = analysis.templates[stage.template]
-        items = parameters[stage.scatter] if stage.scatter else [None]
+        items = stage.scatter_items(parameters)
         jobs_by_stage[stage.name] = []
         for branch, item in enumerate(items):
             job = _job(analysis, stage, template, branch if stage.scatter else None, item,

@@ -113,6 +113,13 @@ def file_positions(param: Parameter, value: Any, where: str = "") -> Iterator[tu
             yield where, value
 
 
+def scattered_lists(stage: Stage) -> list[tuple[str | None, str]]:
+    """(``$item`` field or None, request list parameter) of each list a stage scatters over."""
+    if stage.scatter is None:
+        return []
+    return list(stage.scatter_lists) if stage.scatter_method != "over" else [(None, stage.scatter)]
+
+
 def inside(root: Path, relative: str) -> Path | None:
     """``root/relative`` if it stays inside ``root`` (after resolving links), else None."""
     if Path(relative).is_absolute():
@@ -313,12 +320,19 @@ class _Checker:
         stages = []
         by_name: dict[str, Stage] = {}
         for i, sdoc in enumerate(doc["workflow"]["stages"]):
+            scatter = sdoc.get("scatter", {})
+            method = next((m for m in ("over", "zip", "cartesian") if m in scatter), "over")
+            lists = tuple((field, ref.removeprefix("$request.")) for field, ref in scatter.get(method, {}).items()) \
+                if method != "over" else ()
             stage = Stage(
                 name=sdoc["name"],
                 template=sdoc["template"],
                 bind=dict(sdoc.get("bind", {})),
-                scatter=sdoc["scatter"]["over"].removeprefix("$request.") if "scatter" in sdoc else None,
+                scatter=(None if not scatter else scatter["over"].removeprefix("$request.") if method == "over"
+                         else f"{method}({', '.join(f'{f}={n}' for f, n in lists)})"),
                 after=tuple(sdoc.get("after", ())),
+                scatter_method=method,
+                scatter_lists=lists,
             )
             if stage.name in by_name:
                 self.problem(f"workflow.stages[{i}].name", f"stage {stage.name!r} is defined twice")
@@ -332,12 +346,13 @@ class _Checker:
             for dep in stage.after:
                 if dep not in by_name:
                     self.problem(f"{where}.after", f"unknown stage {dep!r}")
-            if stage.scatter is not None:
-                p = request.get(stage.scatter)
+            for field, name in scattered_lists(stage):
+                at = f"{where}.scatter.{stage.scatter_method}" + (f".{field}" if field else "")
+                p = request.get(name)
                 if p is None:
-                    self.problem(f"{where}.scatter.over", f"request parameter {stage.scatter!r} is not declared")
+                    self.problem(at, f"request parameter {name!r} is not declared")
                 elif p.type != "list":
-                    self.problem(f"{where}.scatter.over", f"scatter needs a list, but request parameter {stage.scatter!r} is a {p.type}")
+                    self.problem(at, f"scatter needs a list, but request parameter {name!r} is a {p.type}")
             template = templates.get(stage.template)
             if template is None:
                 self.problem(f"{where}.template", f"unknown template {stage.template!r} (known: {', '.join(sorted(templates))})")
@@ -381,6 +396,15 @@ class _Checker:
         elif ref.kind == "item":
             if stage.scatter is None:
                 self.problem(where, "$item is only defined in a stage with a scatter")
+            elif stage.scatter_method != "over":
+                fields = dict(stage.scatter_lists)
+                if ref.name is None:
+                    self.same_files(where, param, target, None, "$item (an object of the lists' elements)")
+                elif ref.name not in fields:
+                    self.problem(where, f"$item has the fields {', '.join(sorted(fields))} here (one per list the "
+                                        f"stage scatters over), not {ref.name!r}")
+                elif fields[ref.name] in request:
+                    self.same_files(where, param, target, file_shape(request[fields[ref.name]].items), str(ref))
             elif stage.scatter in request:
                 item = request[stage.scatter].items
                 if ref.name is not None and (item is None or item.type != "object" or ref.name not in item.properties):
@@ -538,7 +562,7 @@ def check(path: str | Path) -> tuple[Analysis | None, list[tuple[str, str, str]]
     request = {k: parameter(k, v) for k, v in doc.get("request", {}).get("parameters", {}).items()}
     stages = checker.stages(doc, templates, request) if "workflow" in doc else ()
     if stages:
-        used = {s.scatter for s in stages} | {
+        used = {name for s in stages for _, name in scattered_lists(s)} | {
             ref.name for s in stages for v in s.bind.values() if (ref := references.parse_or_none(v)) is not None and ref.kind == "request"
         }
         for unused in sorted(set(request) - used):

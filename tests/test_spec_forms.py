@@ -19,6 +19,13 @@ from recast import request as request_mod
 from recast.errors import ExecutionError
 from recast.validate import check, load_analysis
 
+ENVIRONMENT = """\
+environment:
+  kind: image
+  image: toy
+  resources: {cores: 1, memory: 256MiB, time_limit: 60s}
+"""
+
 DESCRIBE = """\
 schema: recast/template/1.0.0
 name: describe
@@ -35,11 +42,7 @@ process:
     printf '{{"x": %s}}' {x} > {outdir}/fit/result.json
     for i in 1 2 3; do echo "plot $i" > {outdir}/fit/plots/p$i.txt; done
     if [ {label} = link ]; then ln -s /etc/hostname {outdir}/fit/plots/evil; fi
-environment:
-  kind: image
-  image: toy
-  resources: {cores: 1, memory: 256MiB, time_limit: 60s}
-outputs:
+""" + ENVIRONMENT + """outputs:
   files:
     label: {path: fit/label.txt}
     result: {path: fit/result.json}
@@ -61,11 +64,7 @@ process:
     import json, os
     names = sorted(n for n in os.listdir({plots}) if not n.startswith("."))  # Snakemake adds a marker
     json.dump({{"n": len(names), "label": {label}}}, open(os.path.join({outdir}, "n.json"), "w"))
-environment:
-  kind: image
-  image: toy
-  resources: {cores: 1, memory: 256MiB, time_limit: 60s}
-outputs:
+""" + ENVIRONMENT + """outputs:
   files: {counted: n.json}
   values:
     n: {file: counted, pointer: /n}
@@ -158,3 +157,77 @@ def test_validation_says_what_to_write_instead(forms):
     assert any(p.startswith("outputs.values.x.file: 'plots' is a folder") for p in found), found
     found = _problems(forms, "describe", DESCRIBE.replace("{path: fit/plots,", "{path: fit/label.txt/more,"))
     assert any("overlaps output" in p for p in found), found
+
+
+PAIR = """\
+schema: recast/template/1.0.0
+name: pair
+parameters:
+  m: {type: number}
+  w: {type: number}
+process:
+  kind: script
+  interpreter: python3
+  script: |
+    import json, os
+    json.dump({{"m": {m}, "w": {w}}}, open(os.path.join({outdir}, "pair.json"), "w"))
+""" + ENVIRONMENT + """outputs:
+  files: {pair: pair.json}
+  values:
+    m: {file: pair, pointer: /m}
+    w: {file: pair, pointer: /w}
+"""
+
+
+@pytest.fixture
+def grids(toy):
+    """The toy analysis with two more stages: one zips masses with widths, one crosses them."""
+    (toy / "templates" / "pair.yaml").write_text(PAIR)
+    spec = yaml.safe_load((toy / "analysis.yaml").read_text())
+    spec["templates"]["pair"] = "templates/pair.yaml"
+    spec["request"]["parameters"].update(masses={"type": "list", "items": {"type": "number"}, "default": []},
+                                         widths={"type": "list", "items": {"type": "number"}, "default": []})
+    lists = {"m": "$request.masses", "w": "$request.widths"}
+    spec["workflow"]["stages"] += [
+        {"name": "zipped", "template": "pair", "scatter": {"zip": lists}, "bind": {"m": "$item.m", "w": "$item.w"}},
+        {"name": "crossed", "template": "pair", "scatter": {"cartesian": lists}, "bind": {"m": "$item.m", "w": "$item.w"}},
+    ]
+    spec["results"]["values"].update(zipped="$steps.zipped.m", crossed_m="$steps.crossed.m",
+                                     crossed_w="$steps.crossed.w")
+    (toy / "analysis.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return toy
+
+
+def _grid_request(toy, masses, widths) -> Path:
+    document = yaml.safe_load((toy / "requests" / "default.yaml").read_text())
+    document["parameters"].update(masses=masses, widths=widths)
+    path = toy / "requests" / "grid.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.mark.parametrize("environment", ["host", pytest.param("docker", marks=pytest.mark.docker)])
+def test_zip_and_cartesian_scatters_make_one_branch_per_pair_and_per_combination(grids, tmp_path, environment):
+    assert check(grids)[1] == []
+    run(grids, tmp_path / "run", environment, _grid_request(grids, [100, 200], [1.5, 2.5]))
+    values = json.loads((tmp_path / "run" / "results.json").read_text())["values"]
+    assert values["zipped"] == [100, 200]
+    assert list(zip(values["crossed_m"], values["crossed_w"])) == [(100, 1.5), (100, 2.5), (200, 1.5), (200, 2.5)]
+
+
+def test_zip_of_lists_of_different_lengths_is_refused_before_anything_runs(grids, tmp_path):
+    with pytest.raises(Exception, match=r"stage 'zipped' zips lists of different lengths: masses has 2, widths has 1"):
+        run(grids, tmp_path / "run", "host", _grid_request(grids, [100, 200], [1.5]))
+    assert not (tmp_path / "run" / "steps").exists()
+
+
+def test_scatter_fields_are_checked(grids):
+    spec = (grids / "analysis.yaml").read_text()
+    (grids / "analysis.yaml").write_text(spec.replace("m: $item.m\n", "m: $item.mass\n", 1))
+    found = [f"{where}: {message}" for _, where, message in check(grids)[1]]
+    assert any("$item has the fields m, w here (one per list the stage scatters over), not 'mass'" in p
+               for p in found), found
+    (grids / "analysis.yaml").write_text(spec.replace("w: $request.widths", "w: $request.nothing", 1))
+    found = [f"{where}: {message}" for _, where, message in check(grids)[1]]
+    assert any(p.startswith("workflow.stages[2].scatter.zip.w: request parameter 'nothing' is not declared")
+               for p in found), found
