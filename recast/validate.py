@@ -113,6 +113,9 @@ def file_positions(param: Parameter, value: Any, where: str = "") -> Iterator[tu
             yield where, value
 
 
+_LOOKS_LIKE_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+
 def scattered_lists(stage: Stage) -> list[tuple[str | None, str]]:
     """(``$item`` field or None, request list parameter) of each list a stage scatters over."""
     if stage.scatter is None:
@@ -382,6 +385,11 @@ class _Checker:
             # are not resolved either), so any path in a file position would be
             # a file of the host, mounted into the job.
             literal = references.literal(value)
+            if isinstance(literal, str) and (looks := _LOOKS_LIKE_PLACEHOLDER.search(literal)):
+                self.problem(where, f"{spec.short(literal)} holds {looks.group(0)}, but a binding is not filled in: "
+                                    "placeholders ({outdir}, {PARAMETER}) belong in a template's process (for a "
+                                    "path in the job's own folder write {outdir}/... there); here bind a literal or "
+                                    "$request.NAME, $item, $steps.STAGE.OUTPUT, $entry/PATH")
             if param is not None and holds_files(param):
                 for sub, _ in file_positions(param, literal):
                     hint = "" if not sub else " (references inside a literal list or object are not resolved)"

@@ -231,3 +231,13 @@ def test_scatter_fields_are_checked(grids):
     found = [f"{where}: {message}" for _, where, message in check(grids)[1]]
     assert any(p.startswith("workflow.stages[2].scatter.zip.w: request parameter 'nothing' is not declared")
                for p in found), found
+
+
+def test_a_placeholder_in_a_binding_is_refused_not_made_into_a_folder(toy):
+    """yadage writes "{workdir}/fitresults" in stage parameters; here that would be literal text."""
+    spec = yaml.safe_load((toy / "analysis.yaml").read_text())
+    spec["workflow"]["stages"][0]["bind"]["label"] = "{workdir}/submitDir"
+    (toy / "analysis.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    found = [f"{where}: {message}" for _, where, message in check(toy)[1]]
+    assert any(p.startswith("workflow.stages[0].bind.label: '{workdir}/submitDir' holds {workdir}, but a binding is "
+                            "not filled in") and "{outdir}/..." in p for p in found), found
