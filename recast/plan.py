@@ -24,6 +24,7 @@ from typing import Any
 from recast import files, processes, references
 from recast.environments import get_environment
 from recast.digest import digest
+from recast.errors import RecastError
 from recast.limits import DEFAULT_OUTPUT_BYTES
 from recast.model import Analysis, Parameter, Stage, Template
 
@@ -99,7 +100,10 @@ def load(path: str | Path) -> Plan:
 
 def command_line(template: Template, values: dict[str, Any]) -> list[str]:
     """The template's process with placeholders filled (see recast/processes.py)."""
-    return processes.argv(template.process, values)
+    try:
+        return processes.argv(template.process, values)
+    except ValueError as exc:  # a value that cannot stand where the script puts it
+        raise RecastError(f"template {template.name!r}: {exc}") from None
 
 
 def _files_of(param: Parameter, value: Any) -> list[str]:

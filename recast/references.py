@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 BUILTIN_PLACEHOLDERS = frozenset({"outdir"})
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|\{|\}")
+PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|\{|\}")
 _IDENT = r"[A-Za-z][A-Za-z0-9_]*"
 _REFERENCE = re.compile(
     rf"^\$(?:request\.(?P<request>{_IDENT})"
@@ -48,7 +48,7 @@ class PlaceholderError(ValueError):
 def placeholders(element: str) -> list[str]:
     """Names used in one argv element; unbalanced braces raise PlaceholderError."""
     names = []
-    for match in _PLACEHOLDER.finditer(element):
+    for match in PLACEHOLDER.finditer(element):
         token = match.group(0)
         if token in ("{", "}"):
             raise PlaceholderError(f"unbalanced {token!r} in {element!r} (write {token * 2} for a literal brace)")
@@ -68,12 +68,12 @@ def substitute(element: str, values: dict[str, str]) -> str:
             return "}"
         return values[match.group(1)]
 
-    return _PLACEHOLDER.sub(fill, element)
+    return PLACEHOLDER.sub(fill, element)
 
 
 def whole_placeholder(element: str) -> str | None:
     """The name if the element is exactly one placeholder (a list there expands to many elements)."""
-    match = _PLACEHOLDER.fullmatch(element)
+    match = PLACEHOLDER.fullmatch(element)
     return match.group(1) if match and match.group(1) else None
 
 

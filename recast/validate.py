@@ -237,6 +237,11 @@ class _Checker:
                 if kind.standalone_lists() and p is not None and p.type in ("list", "object") and whole != placeholder:
                     self.problem(where, f"list/object parameter {placeholder!r} must stand alone in its argument "
                                         "to expand", path)
+        if doc["process"]["kind"] == "script" and doc["process"]["interpreter"] == "python3":
+            try:
+                processes.python_contexts(doc["process"]["script"], references.placeholders(doc["process"]["script"]))
+            except (ValueError, references.PlaceholderError) as exc:
+                self.problem("process.script", str(exc), path)
         for unused in sorted(set(parameters) - used):
             self.problem(f"parameters.{unused}", f"declared but not used in {kind.texts(doc['process'])[0][0].split('[')[0]}",
                          path)

@@ -241,3 +241,53 @@ def test_a_placeholder_in_a_binding_is_refused_not_made_into_a_folder(toy):
     found = [f"{where}: {message}" for _, where, message in check(toy)[1]]
     assert any(p.startswith("workflow.stages[0].bind.label: '{workdir}/submitDir' holds {workdir}, but a binding is "
                             "not filled in") and "{outdir}/..." in p for p in found), found
+
+
+EVIL = "a b;touch /tmp/recast-pwned #'$(touch /tmp/recast-pwned)`touch /tmp/recast-pwned`\"\\ {__import__('os')}"
+
+
+@pytest.mark.parametrize("interpreter,script", [
+    ("bash", "printf '%s\\n' {v}"),
+    ("bash", "printf '%s\\n' '{v}'"),
+    ("bash", 'printf "%s\\n" "{v}"'),
+    ("bash", "printf '%s\\n' pre{v}post"),
+    ("bash", "printf '%s\\n' $'{v}'"),
+    ("bash", "cat <<EOF\n{v}\nEOF"),
+    ("sh", "cat <<'EOF'\n{v}\nEOF"),
+    ("sh", "cat <<-END\n\t{v}\n\tEND"),
+    ("sh", "x=1 # {v}\nprintf '%s\\n' \"{v}\""),
+    ("python3", "print({v})"),
+    ("python3", "print('{v}')"),
+    ("python3", 'print("""{v}""")'),
+    ("python3", "print(f'{v}')"),
+    ("python3", "print(r'' + '{v}')"),
+])
+def test_a_value_is_data_wherever_a_script_puts_it(interpreter, script, tmp_path):
+    """Every quoting context of sh and Python, run by the real interpreter: the value comes out intact."""
+    import subprocess
+
+    from recast.processes import Script
+
+    Path("/tmp/recast-pwned").unlink(missing_ok=True)
+    value = "pre" + EVIL + "post" if "pre{v}post" in script else EVIL
+    argv = Script().argv({"interpreter": interpreter, "script": script}, {"v": EVIL})
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip("\n\t") == value, (argv, out.stdout)
+    assert not Path("/tmp/recast-pwned").exists()
+
+
+def test_a_line_break_is_refused_where_it_could_end_a_here_document(forms, tmp_path):
+    from recast.errors import RecastError
+    from recast.processes import Script
+
+    with pytest.raises(ValueError, match=r"the value of \{v\} holds a line break, which cannot stand in a here-document"):
+        Script().argv({"interpreter": "sh", "script": "cat <<'EOF'\n{v}\nEOF"}, {"v": "x\nEOF\ntouch /tmp/recast-pwned"})
+    template = forms / "templates" / "describe.yaml"
+    template.write_text(DESCRIBE.replace("set -eu\n", "set -eu\n    cat > {outdir}/note.txt <<'EOF'\n    {label}\n    EOF\n"))
+    request = forms / "requests" / "newline.yaml"
+    request.write_text(yaml.safe_dump({"schema": "recast/request/1.0.0", "analysis": "toy", "parameters": {
+        "points": [{"x": 1, "label": "ok\nEOF\ntouch /tmp/recast-pwned", "events": "data/a.txt"}]}}))
+    with pytest.raises(RecastError, match=r"template 'describe': the value of \{label\} holds a line break"):
+        run(forms, tmp_path / "run", "host", request)
+    assert not (tmp_path / "run" / "steps").exists(), "refused while planning: nothing ran"
