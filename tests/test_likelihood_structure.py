@@ -100,3 +100,26 @@ def test_scan_of_one_structure_gives_plain_pyhf_numbers(region_a):
         plain = cls(region_a, point, method="pyhf", backend="numpy")
         assert_cls_close(row["cls_obs"], plain["cls_obs"], 1e-4, f"{point.name} CLs_obs")
         assert_cls_close(row["cls_exp"], plain["cls_exp"], 1e-4, f"{point.name} CLs_exp")
+
+
+def test_models_share_the_likelihoods_channels_without_changing_them(region_a):
+    """pyhf's Model no longer deep-copies the channels: building models leaves the likelihood's numbers as they were."""
+    import json
+
+    from recast.likelihood.workspace import _SharedChannels
+
+    settings = Settings().modifier_settings
+    before = json.dumps(region_a.spec)
+    first, data = region_a.model_and_data(region_a.points[0], settings)
+    for point in region_a.points[1:]:
+        region_a.model_and_data(point, settings)
+    again, _ = region_a.model_and_data(region_a.points[0], settings)
+    pars = np.asarray(first.config.suggested_init()) * 1.01
+    assert float(first.logpdf(pars, data)[0]) == float(again.logpdf(pars, data)[0])
+    assert json.dumps(region_a.spec) == before
+    shared = region_a._channels_as_arrays[0]["samples"][0]["data"]
+    with pytest.raises(ValueError):
+        shared[0] = 0.0  # read-only: no point's model building can change another point's numbers
+    spec = _SharedChannels(channels=[{"name": "c"}], parameters=[{"name": "mu"}])
+    copied = copy.deepcopy(spec)
+    assert copied["channels"] is spec["channels"] and copied["parameters"] is not spec["parameters"]

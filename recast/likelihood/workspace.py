@@ -404,9 +404,10 @@ class Likelihood:
                 data = workspace.data(model)
             else:
                 measurement = self.measurement
-                channels = self._channels_as_arrays if _array_safe(point) else self.spec["channels"]
+                shared = _array_safe(point)
+                channels = self._channels_as_arrays if shared else self.spec["channels"]
                 patched = {"channels": channels} if point is None else apply_patch({"channels": channels}, point, str(self.path))
-                modelspec = {"channels": patched["channels"], "parameters": measurement["config"]["parameters"]}
+                modelspec = (_SharedChannels if shared else dict)(channels=patched["channels"], parameters=measurement["config"]["parameters"])
                 model = pyhf.Model(
                     modelspec, poi_name=measurement["config"]["poi"], modifier_settings=settings, validate=False
                 )
@@ -428,9 +429,28 @@ def _numbers_as_arrays(node: Any) -> Any:
         return {key: _numbers_as_arrays(value) for key, value in node.items()}
     if isinstance(node, list):
         if node and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in node):
-            return np.asarray(node, dtype=float)
+            array = np.asarray(node, dtype=float)
+            array.flags.writeable = False  # shared by every point's model (_SharedChannels): never written
+            return array
         return [_numbers_as_arrays(x) for x in node]
     return node
+
+
+class _SharedChannels(dict):
+    """A model spec whose channels pyhf's ``Model`` does not deep-copy.
+
+    ``pyhf.Model`` deep-copies its spec "as it may be modified by config";
+    pyhf 0.7's model building reads the channels (its builders collect and
+    then concatenate the numbers into new arrays) and only the parameters'
+    settings are handed on. Copying a sbottom spec's ~700 modifier dicts was a
+    quarter of building a point's model. The channels here are the point's
+    patched copy (:func:`apply_patch` copies what the patch touches) over the
+    likelihood's read-only arrays, so a write would raise, not leak into
+    another point; the parameters are copied as before.
+    """
+
+    def __deepcopy__(self, memo):
+        return {key: value if key == "channels" else copy.deepcopy(value, memo) for key, value in self.items()}
 
 
 def _array_safe(point: SignalPoint | None) -> bool:
