@@ -145,8 +145,8 @@ def stale(analysis: Analysis) -> dict[str, str]:
     found = {}
     for name, spec in sorted(analysis.images.items()):
         entry = lock.get(name, {})
-        if entry.get("tag") != spec.tag or not entry.get("id"):
-            continue  # not built: reported as such by whoever needs it
+        if entry.get("tag") != spec.tag or not entry.get("id") or spec.pulled:
+            continue  # not built (reported as such by whoever needs it), or not built here
         if not isinstance(entry.get("context_files"), dict) or not entry.get("dockerfile_sha256"):
             found[name] = "built before recast recorded what images are built from"
             continue
@@ -374,7 +374,8 @@ def build(analysis: Analysis, base: str | None = None, progress: Progress | None
     hint = ""
     if base is None:
         base = DEFAULT_BASE
-        ensure_base(base, progress=progress)
+        if not all(spec.pulled for spec in analysis.images.values()):
+            ensure_base(base, progress=progress)
     elif find_image(api, base) is None:
         # The engine will pull it; if that fails, the build error says why and this what to do.
         hint = (f"\n(the base image {base} is not in this Docker engine, so it must come from a registry; "
@@ -384,8 +385,13 @@ def build(analysis: Analysis, base: str | None = None, progress: Progress | None
     # What each image is built from, read before its build: a file edited during it leaves the image stale.
     digests: dict = {}
     inputs_before = {spec.name: build_inputs(spec, digests) for spec in analysis.images.values()
-                     if spec.dockerfile.is_file() and spec.context.is_dir()}  # else _build_one says what is missing
-    for spec in analysis.images.values():
+                     if not spec.pulled and spec.dockerfile.is_file() and spec.context.is_dir()}
+    for spec in analysis.images.values():  # a missing Dockerfile or context: _build_one says so
+        if spec.pulled:
+            lock["images"][spec.name] = pull(api, analysis, spec)
+            write_lock(analysis, lock)
+            built[spec.name] = ImageRef(name=spec.name, tag=spec.tag, id=lock["images"][spec.name]["id"])
+            continue
         try:
             image_id = _build_one(api, analysis, spec, base, progress)
         except RecastError as err:
@@ -401,6 +407,33 @@ def build(analysis: Analysis, base: str | None = None, progress: Progress | None
         write_lock(analysis, lock)  # after each image, so a later failure keeps what was built
         built[spec.name] = ImageRef(name=spec.name, tag=spec.tag, id=image_id)
     return built
+
+
+def pull(api, analysis: Analysis, spec: ImageSpec) -> dict:
+    """A published image by its reference: the engine's own copy if it has one, else pulled; its lock entry.
+
+    A reference by digest must match the image's recorded repository digest,
+    whichever way the image came: a tag could name anything, a digest cannot.
+    """
+    import docker
+
+    where = f"image {spec.name!r} ({spec.tag}) of analysis {analysis.id}"
+    image_id = find_image(api, spec.tag)
+    if image_id is None:
+        try:
+            api.pull(spec.tag)
+        except docker.errors.APIError as err:
+            raise RecastError(f"{where}: cannot pull it: {err.explanation or err} (on a machine without its "
+                              "registry, load it first: docker load, or recast images load)") from None
+        image_id = find_image(api, spec.tag)
+        if image_id is None:
+            raise RecastError(f"{where}: the engine reports no image after pulling it")
+    digests = api.inspect_image(image_id).get("RepoDigests") or []
+    if "@sha256:" in spec.tag and spec.tag.split("@", 1)[1] not in {d.split("@", 1)[-1] for d in digests}:
+        raise RecastError(f"{where}: the image found has the digests {', '.join(digests) or 'none'}, not "
+                          f"{spec.tag.split('@', 1)[1]}: refused")
+    return {"tag": spec.tag, "id": image_id, "pulled": True, "repo_digests": sorted(digests),
+            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def ensure_base(tag: str = DEFAULT_BASE, progress: Progress | None = None) -> str:

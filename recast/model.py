@@ -16,13 +16,14 @@ from recast.limits import DEFAULT_OUTPUT_BYTES
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """A container image an analysis needs, and how to rebuild it."""
+    """A container image an analysis needs, and how to rebuild it (or, for a published one, pull it)."""
 
     name: str  # key in the analysis spec, referenced by templates
-    tag: str  # e.g. recast/wh1lbb-selection:1.0.0
-    context: Path  # absolute build context
-    dockerfile: Path  # absolute path of the Dockerfile
+    tag: str  # e.g. recast/wh1lbb-selection:1.0.0; for a pulled image, its reference
+    context: Path | None  # absolute build context (None: pulled, not built)
+    dockerfile: Path | None  # absolute path of the Dockerfile (None: pulled, not built)
     build_args: dict[str, str] = field(default_factory=dict)
+    pulled: bool = False  # published elsewhere: pulled by its reference, never built here
 
 
 @dataclass(frozen=True)

@@ -516,6 +516,9 @@ class _Checker:
     def images(self, doc: dict) -> dict[str, ImageSpec]:
         images = {}
         for name, img in doc.get("images", {}).items():
+            if "pull" in img:
+                images[name] = ImageSpec(name=name, tag=img["pull"], context=None, dockerfile=None, pulled=True)
+                continue
             context = (self.root / img["build"]["context"]).resolve()
             dockerfile = (self.root / img["build"]["dockerfile"]).resolve()
             if not context.is_dir():

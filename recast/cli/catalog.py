@@ -49,7 +49,7 @@ def show(analysis_id, catalog_dir, as_json):
     console.print(table("metadata", ["field", "value"], [[k, v] for k, v in analysis.metadata.items()]))
     if analysis.images:
         console.print(table("images", ["name", "tag", "dockerfile"],
-                            [[i.name, i.tag, i.dockerfile] for i in analysis.images.values()]))
+                            [[i.name, i.tag, "(pulled)" if i.pulled else i.dockerfile] for i in analysis.images.values()]))
     if analysis.stages:
         console.print(table("workflow", ["stage", "template", "scatter over", "image", "command"], [
             [s.name, s.template, s.scatter or "", analysis.templates[s.template].image,

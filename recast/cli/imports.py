@@ -7,6 +7,8 @@ With ``--json`` prints ``{"id", "path", "archive": {"name", "sha256",
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from recast.cli.common import catalog_option, console, emit_json, json_option, table
@@ -62,3 +64,88 @@ def hepdata(source, catalog_dir, entry_id, title, inspire_id, hepdata_record, co
     console.print(f"imported [bold]{summary['id']}[/bold] into {summary['path']} (sha256 {summary['archive']['sha256']})")
     console.print(table(None, ["workspace", "layout", "points", "parameters"],
                         [[w["name"], w["layout"], w["points"], w["parameters"]] for w in summary["workspaces"]]))
+
+
+def _imported(target, report, as_json: bool) -> None:
+    notes = [{"file": f, "where": w, "note": n} for f, w, n in report.notes]
+    if as_json:
+        emit_json({"id": target.name, "path": str(target), "notes": notes})
+        return
+    console.print(f"imported [bold]{target.name}[/bold] into {target}")
+    if notes:
+        console.print(table("decided on import", ["file", "where", "note"],
+                            [[n["file"], n["where"], n["note"]] for n in notes]))
+    console.print(f"next: `recast images build {target.name} --catalog {target.parent}` (pulls its images), "
+                  "then `recast run` on an example")
+
+
+def _run_import(action):
+    try:
+        return action()
+    except RecastError as err:
+        raise click.ClickException(str(err)) from None
+
+
+_toplevel = click.option("--toplevel", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                         help="The folder $refs are resolved against (default: the workflow's folder, then up to "
+                              "two above it).")
+_force = click.option("--force", is_flag=True, help="Replace an existing entry of the same id.")
+_entry_id = click.option("--id", "entry_id", help="Entry id (default: from the source's name).")
+
+
+@import_group.command("yadage")
+@click.argument("workflow", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_toplevel
+@click.option("--inputs", "inputs", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A YAML file of init parameters (yadage's -p): one example request each, named after the file; "
+                   "files it names are read beside it. Repeatable.")
+@_entry_id
+@catalog_option
+@_force
+@json_option
+def yadage_command(workflow, toplevel, inputs, entry_id, catalog_dir, force, as_json):
+    """Import a yadage workflow (packtivity steps) as a catalog entry; what cannot be translated is listed and
+    nothing is written."""
+    from recast import resources, spec
+    from recast.importers.yadage import default_id, identifier, import_workflow
+
+    def action():
+        examples = {identifier(p.stem, lower=True): dict(spec.load_document(p) or {}) for p in inputs}
+        return import_workflow(workflow, catalog_dir or resources.default_catalog(),
+                               entry_id or default_id(workflow),
+                               toplevel=toplevel, inputs=examples, files_root=inputs[0].parent if inputs else None,
+                               force=force)
+
+    _imported(*_run_import(action), as_json)
+
+
+@import_group.command("recast-atlas")
+@click.argument("entry", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="RECAST.yml")
+@_toplevel
+@_entry_id
+@catalog_option
+@_force
+@json_option
+def recast_atlas_command(entry, toplevel, entry_id, catalog_dir, force, as_json):
+    """Import an entry of the ATLAS recast command's catalogue (its yadage workflow, metadata, example inputs
+    and results)."""
+    from recast import resources
+    from recast.importers.recast_atlas import import_entry
+
+    _imported(*_run_import(lambda: import_entry(entry, catalog_dir or resources.default_catalog(), entry_id,
+                                                toplevel, force)), as_json)
+
+
+@import_group.command("reana")
+@click.argument("reana_yaml", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="REANA.yaml")
+@_entry_id
+@catalog_option
+@_force
+@json_option
+def reana_command(reana_yaml, entry_id, catalog_dir, force, as_json):
+    """Import a REANA analysis whose workflow is yadage (its inputs become the example request)."""
+    from recast import resources
+    from recast.importers.reana import import_analysis
+
+    _imported(*_run_import(lambda: import_analysis(reana_yaml, catalog_dir or resources.default_catalog(),
+                                                   entry_id, force)), as_json)

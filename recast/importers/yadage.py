@@ -1,0 +1,472 @@
+"""``recast import yadage WORKFLOW``: a yadage workflow (packtivity steps) as a catalog entry.
+
+What is translated, feature by feature:
+
+- ``$ref`` to other files (``steps.yml#/name``, ``steps.yml#name``), resolved
+  against ``--toplevel`` (default: the workflow's folder, then up to two
+  folders above it), never outside it;
+- stages: ``singlestep-stage``, and ``multistep-stage`` whose ``scatter``
+  (``zip`` or ``cartesian``) runs over init parameters; ``dependencies``
+  become ``after``;
+- parameters: ``{step: init, output: X}`` becomes the request parameter X
+  (typed from the example inputs: integer, number, string, a list of them, or
+  a file when the value names a file beside the inputs);
+  ``{step: S, output: O}`` becomes ``$steps.S.O``; a value
+  ``"{workdir}/PATH"`` is a path in the job's own folder (``{outdir}/PATH``
+  in the script, and the file its publisher names); other literals stay
+  literals;
+- processes: ``string-interpolated-cmd`` (a command line: an ``sh`` script)
+  and ``interpolated-script-cmd`` (``sh``, ``bash``, ``python``) become
+  script processes, whose placeholders recast quotes for where they stand;
+- publishers: ``interpolated-pub`` and ``frompar-pub`` become declared
+  output files (in sub-folders with the path form);
+- environments: ``docker-encapsulated`` images become pulled images
+  (``image:imagetag``, pinned by ID when pulled or loaded);
+  ``kubernetes_memory_limit`` becomes the template's memory.
+
+Everything else (nested sub-workflows, glob and constant publishers, CVMFS,
+grid proxies, Kerberos, ``envscript``, scatters over another stage's
+outputs ...) is named in the report, and the import writes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recast import references, spec
+from recast.errors import RecastError
+from recast.importers import Report
+
+INTERPRETERS = {"sh": "sh", "bash": "bash", "python": "python3", "python3": "python3"}
+_K8S_MEMORY = re.compile(r"^([0-9]+)(Ki|Mi|Gi|Ti)$")
+_WORKDIR = "{workdir}"
+
+
+def default_id(path: Path) -> str:
+    """An entry id from where a workflow lives: its folder, or the one above a generic name."""
+    folder = path.resolve().parent
+    while folder.name.lower() in ("workflow", "workflows", "specs", "spec", "yadage") and folder.parent != folder:
+        folder = folder.parent
+    return identifier(folder.name, lower=True).replace("_", "-")
+
+
+def identifier(text: str, lower: bool = False) -> str:
+    """A name recast accepts (letters, digits, _; starting with a letter) made from any yadage name."""
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_") or "x"
+    name = name if name[0].isalpha() else f"x_{name}"
+    if lower:
+        name = re.sub(r"_+", "_", name.lower()).strip("_")
+    return name
+
+
+class Resolver:
+    """Loads yadage documents and resolves their ``$ref``s against the search roots, never outside them."""
+
+    def __init__(self, workflow: Path, toplevel: Path | None, report: Report):
+        self.report = report
+        workflow = workflow.resolve()
+        self.roots = [toplevel.resolve()] if toplevel else [workflow.parent, *list(workflow.parents)[1:3]]
+        self.workflow = workflow
+
+    def load(self, path: Path) -> Any:
+        try:
+            return spec.load_document(path)
+        except (OSError, RecastError, ValueError) as exc:
+            raise RecastError(f"{path}: cannot be read as YAML: {exc}") from None
+
+    def resolve(self, node: Any, where: Path, depth: int = 0) -> Any:
+        if depth > 20:
+            raise RecastError(f"{where}: $ref nested more than 20 deep")
+        if isinstance(node, dict):
+            if set(node) == {"$ref"}:
+                target, document = self.reference(node["$ref"], where)
+                return self.resolve(document, target, depth + 1)
+            return {k: self.resolve(v, where, depth) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self.resolve(v, where, depth) for v in node]
+        return node
+
+    def reference(self, ref: Any, where: Path) -> tuple[Path, Any]:
+        if not isinstance(ref, str):
+            raise RecastError(f"{where}: $ref {ref!r} is not a string")
+        relative, _, fragment = ref.partition("#")
+        for root in self.roots:
+            candidate = (root / relative).resolve() if relative else where
+            if candidate.is_file() and candidate.is_relative_to(root):
+                break
+        else:
+            raise RecastError(f"{where}: $ref {ref!r}: {relative!r} not found under "
+                              f"{', '.join(map(str, self.roots))} (give the workflow's folder with --toplevel)")
+        document = self.load(candidate)
+        pointer = fragment if fragment.startswith("/") or not fragment else f"/{fragment}"
+        try:
+            for part in filter(None, pointer.split("/")):
+                document = document[part.replace("~1", "/").replace("~0", "~")]
+        except (KeyError, TypeError):
+            raise RecastError(f"{where}: $ref {ref!r}: {candidate} has nothing at {pointer}") from None
+        return candidate, document
+
+
+def type_of(value: Any, files_root: Path | None) -> dict:
+    """A request parameter's declaration, inferred from an example value."""
+    if isinstance(value, bool):
+        return {"type": "boolean"}
+    if isinstance(value, int):
+        return {"type": "integer"}
+    if isinstance(value, float):
+        return {"type": "number"}
+    if isinstance(value, list):
+        kinds = [type_of(v, files_root) for v in value]
+        return {"type": "list", "items": kinds[0] if kinds and all(k == kinds[0] for k in kinds) else {"type": "string"}}
+    if isinstance(value, str) and files_root is not None and "://" not in value and not value.startswith("/"):
+        candidate = files_root / value
+        if ".." not in Path(value).parts and candidate.is_file() and not candidate.is_symlink():
+            return {"type": "file"}
+    return {"type": "string"}
+
+
+class Translation:
+    """A yadage workflow (``$ref``s resolved) translated stage by stage into recast documents."""
+
+    def __init__(self, workflow: dict, source: Path, report: Report):
+        self.source, self.report = source, report
+        self.templates: dict[str, dict] = {}
+        self.images: dict[str, dict] = {}
+        self.stages: list[dict] = []
+        self.outputs: dict[str, dict[str, str]] = {}  # stage -> output name -> path in the job's folder
+        self.init_uses: dict[str, list[tuple[str, str, str]]] = {}  # request param -> (template, param, via)
+        self.scattered: dict[str, str | None] = {}  # stage -> its scatter key (None: one job)
+        stages = workflow.get("stages") if isinstance(workflow, dict) else None
+        if not isinstance(stages, list) or not stages:
+            raise RecastError(f"{source}: not a yadage workflow (no list of stages)")
+        self.names = {s.get("name"): identifier(str(s.get("name")), lower=True) for s in stages if isinstance(s, dict)}
+        for i, stage in enumerate(stages):
+            self.stage(stage, f"stages[{i}]")
+
+    # -- stages -------------------------------------------------------------------
+
+    def stage(self, stage: dict, where: str) -> None:
+        name = self.names.get(stage.get("name"), identifier(str(stage.get("name")), lower=True))
+        scheduler = stage.get("scheduler") or {}
+        kind = scheduler.get("scheduler_type")
+        if "workflow" in scheduler:
+            self.report.cannot(self.source, f"{where}.scheduler.workflow", "a nested sub-workflow (not yet in recast's spec)")
+            return
+        if kind not in ("singlestep-stage", "multistep-stage"):
+            self.report.cannot(self.source, f"{where}.scheduler.scheduler_type", f"scheduler {kind!r}")
+            return
+        parameters = scheduler.get("parameters") or {}
+        scatter = scheduler.get("scatter") if kind == "multistep-stage" else None
+        scattered_params: list[str] = []
+        stage_doc: dict[str, Any] = {"name": name, "template": name}
+        if scatter is not None:
+            method = scatter.get("method")
+            scattered_params = list(scatter.get("parameters") or [])
+            if method not in ("zip", "cartesian") or not scattered_params:
+                self.report.cannot(self.source, f"{where}.scheduler.scatter", f"scatter method {method!r}")
+                return
+            lists = {}
+            for p in scattered_params:
+                value = parameters.get(p)
+                if isinstance(value, dict) and value.get("step") == "init" and isinstance(value.get("output"), str):
+                    lists[identifier(p)] = f"$request.{value['output']}"
+                else:
+                    self.report.cannot(self.source, f"{where}.scheduler.parameters.{p}",
+                                       "a scatter over another stage's outputs or a literal list (recast scatters "
+                                       "over request lists)")
+            stage_doc["scatter"] = {method: lists}
+        self.scattered[name] = (f"{scatter.get('method')}:{sorted(scattered_params)}" if scatter else None)
+        step = scheduler.get("step")
+        if not isinstance(step, dict):
+            self.report.cannot(self.source, f"{where}.scheduler.step", "a step that is not a packtivity document")
+            return
+        template = self.template(name, step, parameters, scattered_params, stage_doc, f"{where}.scheduler")
+        if template is None:
+            return
+        after = [self.names[d] for d in stage.get("dependencies") or [] if d != "init" and d in self.names]
+        bound = {ref.stage for v in stage_doc.get("bind", {}).values()
+                 if (ref := references.parse_or_none(v)) is not None and ref.kind == "steps"}
+        if [d for d in after if d not in bound]:
+            stage_doc["after"] = [d for d in after if d not in bound]
+        self.templates[name] = template
+        self.stages.append(stage_doc)
+
+    # -- one step: template and bindings -------------------------------------------
+
+    def template(self, name: str, step: dict, parameters: dict, scattered: list[str], stage_doc: dict,
+                 where: str) -> dict | None:
+        workdir_paths: dict[str, str] = {}  # parameter -> path in the job's folder
+        bind: dict[str, Any] = {}
+        params: dict[str, dict] = {}
+        for p, value in parameters.items():
+            pname, at = identifier(p), f"{where}.parameters.{p}"
+            if isinstance(value, str) and _WORKDIR in value:
+                relative = value.replace(_WORKDIR, "", 1).lstrip("/")
+                if not value.startswith(_WORKDIR) or "{" in relative or ".." in Path(relative).parts or not relative:
+                    self.report.cannot(self.source, at, f"{value!r}: a path in the job's folder must be "
+                                                        "\"{workdir}/PATH\"")
+                    continue
+                workdir_paths[p] = relative
+            elif isinstance(value, dict) and set(value) >= {"step", "output"}:
+                output = value["output"]
+                if value["step"] == "init":
+                    bind[pname] = f"$item.{pname}" if p in scattered else f"$request.{output}"
+                    self.init_uses.setdefault(output, []).append((name, pname, "item" if p in scattered else "request"))
+                elif value["step"] in self.names:
+                    producer = self.names[value["step"]]
+                    produced = self.outputs.get(producer, {})
+                    if output not in produced:
+                        self.report.cannot(self.source, at, f"output {output!r} of stage {value['step']!r} is not a "
+                                                            "file its publisher declares")
+                        continue
+                    bind[pname] = f"$steps.{producer}.{identifier(output)}"
+                    gathered = self.scattered.get(producer) is not None and \
+                        self.scattered.get(producer) != self.scattered.get(name)
+                    params[pname] = {"type": "list", "items": {"type": "file"}} if gathered else {"type": "file"}
+                else:
+                    self.report.cannot(self.source, at, f"a reference to {value['step']!r}, which is not a stage")
+            elif isinstance(value, str) and references.PLACEHOLDER.search(value.replace("{{", "").replace("}}", "")):
+                self.report.cannot(self.source, at, f"{value!r}: a placeholder in a parameter value")
+            elif isinstance(value, (dict, list)) and "step" in str(value):
+                self.report.cannot(self.source, at, "references inside a list or object")
+            else:
+                bind[pname] = f"${value}" if isinstance(value, str) and value.startswith("$") else value
+                params[pname] = type_of(value, None)
+        process = self.process(step.get("process") or {}, f"{where}.step.process", workdir_paths)
+        outputs = self.publisher(step.get("publisher") or {}, f"{where}.step.publisher", workdir_paths)
+        environment = self.environment(step.get("environment") or {}, f"{where}.step.environment")
+        if process is None or outputs is None or environment is None:
+            return None
+        self.outputs[name] = {k: v for k, v in outputs.items()}
+        for p in list(bind):  # parameters the script never uses are not parameters (yadage passes them anyway)
+            if not re.search(r"\{" + re.escape(p) + r"\}", process["script"]):
+                self.report.note(self.source, f"{where}.parameters.{p}", "not used by the step's script: dropped")
+                del bind[p]
+                params.pop(p, None)
+        stage_doc["bind"] = bind
+        files = {identifier(k): (v if "/" not in v else {"path": v}) for k, v in outputs.items()}
+        return {"schema": "recast/template/1.0.0", "name": name, "parameters": params, "process": process,
+                "environment": environment, "outputs": {"files": files}}
+
+    def process(self, process: dict, where: str, workdir_paths: dict[str, str]) -> dict | None:
+        kind = process.get("process_type")
+        if kind == "string-interpolated-cmd":
+            body, interpreter = process.get("cmd"), "sh"
+        elif kind == "interpolated-script-cmd":
+            body, interpreter = process.get("script"), INTERPRETERS.get(process.get("interpreter", "sh"))
+            if interpreter is None:
+                self.report.cannot(self.source, f"{where}.interpreter", f"interpreter {process.get('interpreter')!r} "
+                                                                     f"(recast runs {', '.join(sorted(INTERPRETERS))})")
+                return None
+        else:
+            self.report.cannot(self.source, f"{where}.process_type", f"process type {kind!r}")
+            return None
+        if not isinstance(body, str) or not body.strip():
+            self.report.cannot(self.source, where, "a process without a command or script")
+            return None
+
+        def fill(match: re.Match) -> str:  # a path in the job's folder is {outdir}/PATH in recast
+            name = match.group(1)
+            if name in workdir_paths:
+                return "{outdir}/" + workdir_paths[name]
+            if name == "workdir":
+                return "{outdir}"
+            return match.group(0) if name is None else "{" + identifier(name) + "}"
+
+        return {"kind": "script", "interpreter": interpreter, "script": references.PLACEHOLDER.sub(fill, body)}
+
+    def publisher(self, publisher: dict, where: str, workdir_paths: dict[str, str]) -> dict[str, str] | None:
+        kind = publisher.get("publisher_type")
+        found: dict[str, str] = {}
+        if kind == "interpolated-pub":
+            if publisher.get("glob"):
+                self.report.cannot(self.source, f"{where}.glob", "glob outputs (not yet in recast's spec)")
+                return None
+            for name, pattern in (publisher.get("publish") or {}).items():
+                path = self.workdir_path(pattern, workdir_paths)
+                if path is None:
+                    self.report.cannot(self.source, f"{where}.publish.{name}",
+                                       f"{pattern!r}: only paths in the job's folder can be published")
+                    return None
+                found[name] = path
+        elif kind == "frompar-pub":
+            for name, parameter in (publisher.get("outputmap") or {}).items():
+                if parameter not in workdir_paths:
+                    self.report.cannot(self.source, f"{where}.outputmap.{name}",
+                                       f"parameter {parameter!r} is not a path in the job's folder")
+                    return None
+                found[name] = workdir_paths[parameter]
+        else:
+            self.report.cannot(self.source, f"{where}.publisher_type", f"publisher {kind!r}"
+                               + (" (glob outputs are not yet in recast's spec)" if kind == "fromglob-pub" else ""))
+            return None
+        return found
+
+    @staticmethod
+    def workdir_path(pattern: Any, workdir_paths: dict[str, str]) -> str | None:
+        if not isinstance(pattern, str):
+            return None
+        text = pattern
+        for name, path in workdir_paths.items():
+            text = text.replace("{" + name + "}", "{workdir}/" + path)
+        if not text.startswith(_WORKDIR):
+            return None
+        relative = re.sub(r"/+", "/", text[len(_WORKDIR):]).strip("/")
+        if not relative or "{" in relative or ".." in relative.split("/"):
+            return None
+        return relative
+
+    def environment(self, environment: dict, where: str) -> dict | None:
+        if environment.get("environment_type") != "docker-encapsulated":
+            self.report.cannot(self.source, f"{where}.environment_type",
+                               f"environment {environment.get('environment_type')!r}")
+            return None
+        for key in ("envscript", "workdir", "par_mounts"):
+            if environment.get(key):
+                self.report.cannot(self.source, f"{where}.{key}", f"{key} (not yet in recast's spec)")
+        image = str(environment.get("image", ""))
+        reference = f"{image}:{environment.get('imagetag', 'latest')}" if "@" not in image else image
+        key = identifier(image.rsplit("/", 1)[-1].split("@")[0])
+        self.images[key] = {"pull": reference.lower() if "@" not in reference else reference}
+        resources: dict[str, Any] = {}
+        for resource in environment.get("resources") or []:
+            if isinstance(resource, dict) and "kubernetes_memory_limit" in resource:
+                match = _K8S_MEMORY.match(str(resource["kubernetes_memory_limit"]))
+                if match:
+                    resources["memory"] = f"{match.group(1)}{match.group(2)}B"
+            elif isinstance(resource, dict) and "kubernetes_uid" in resource:
+                self.report.note(self.source, f"{where}.resources", "kubernetes_uid ignored: recast runs every job "
+                                                                   "as an unprivileged user of its own")
+            else:
+                self.report.cannot(self.source, f"{where}.resources", f"the host resource or credential {resource!r} "
+                                                                    "(CVMFS, grid proxies and Kerberos are not yet "
+                                                                    "in recast's spec)")
+        return {"kind": "image", "image": key, **({"resources": resources} if resources else {})}
+
+
+def translate(workflow_path: Path, toplevel: Path | None, inputs: dict[str, dict], files_root: Path | None,
+              report: Report) -> tuple[Translation, dict[str, dict]]:
+    """The translation of a workflow and the request parameters its init values need."""
+    resolver = Resolver(workflow_path, toplevel, report)
+    document = resolver.resolve(resolver.load(workflow_path.resolve()), workflow_path.resolve())
+    translation = Translation(document, workflow_path, report)
+    examples = list(inputs.values())
+    request: dict[str, dict] = {}
+    for name, uses in translation.init_uses.items():
+        example = next((e[name] for e in examples if name in e), None)
+        declared = type_of(example, files_root) if example is not None else {"type": "string"}
+        if example is None:
+            report.note(workflow_path, f"init.{name}", "no example value: declared a string")
+        if any(via == "item" for _, _, via in uses) and declared["type"] != "list":
+            declared = {"type": "list", "items": declared}
+        request[name] = declared
+        for template, param, via in uses:
+            translation.templates[template]["parameters"][param] = dict(
+                declared["items"] if via == "item" and declared.get("type") == "list" else declared)
+    for template in translation.templates.values():  # a parameter the script dropped is no parameter
+        for param in list(template["parameters"]):
+            if not re.search(r"\{" + re.escape(param) + r"\}", template["process"]["script"]):
+                del template["parameters"][param]
+    return translation, request
+
+
+def analysis_document(entry_id: str, title: str, description: str, translation: Translation,
+                      request: dict[str, dict], examples: dict[str, str], metadata: dict | None = None,
+                      results: dict | None = None) -> dict:
+    used = {ref.name for stage in translation.stages for v in stage.get("bind", {}).values()
+            if (ref := references.parse_or_none(v)) is not None and ref.kind == "request"}
+    used |= {v.removeprefix("$request.") for stage in translation.stages
+             for lists in stage.get("scatter", {}).values() for v in lists.values()}
+    files = results if results is not None else {
+        f"{stage}_{identifier(name)}": f"$steps.{stage}.{identifier(name)}"
+        for stage, outputs in translation.outputs.items() for name in outputs}
+    return {
+        "schema": "recast/analysis/1.0.0", "id": entry_id, "version": "0.1.0", "title": title,
+        "description": description, "metadata": {"tags": ["imported"], **(metadata or {})},
+        "images": translation.images,
+        "templates": {name: f"templates/{name}.yaml" for name in translation.templates},
+        "workflow": {"stages": translation.stages},
+        "request": {"parameters": {k: v for k, v in request.items() if k in used}},
+        "results": {"values": {}, "files": files},
+        # The reference results are the first run's: `recast test ID --update-reference` writes them.
+        **({"examples": {name: {"request": path, "description": f"the published example inputs {name!r}",
+                                "reference": path.removesuffix(".yaml") + ".results.json"}
+                         for name, path in examples.items()}} if examples else {}),
+    }
+
+
+def write_entry(folder: Path, document: dict, translation: Translation, examples: dict[str, dict],
+                files_root: Path | None, request: dict[str, dict]) -> None:
+    """The entry's files: analysis.yaml, one template per step, one example request per inputs file (with the
+    files its values name copied beside it)."""
+    (folder / "templates").mkdir()
+    for name, template in translation.templates.items():
+        _dump(folder / "templates" / f"{name}.yaml", template)
+    for name, values in examples.items():
+        parameters = {k: v for k, v in values.items() if k in document["request"]["parameters"]}
+        for key, value in parameters.items():
+            declared = request.get(key, {})
+            for relative in ([value] if declared.get("type") == "file" else
+                             value if declared.get("items", {}).get("type") == "file" else []):
+                target = folder / "examples" / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(files_root / relative, target)
+        (folder / "examples").mkdir(exist_ok=True)
+        _dump(folder / "examples" / f"{name}.yaml", {"schema": "recast/request/1.0.0", "analysis": document["id"],
+                                                     "parameters": parameters})
+    _dump(folder / "analysis.yaml", document)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Scripts as YAML block text (``|``), as a person would write them."""
+
+
+_Dumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))  # the emitter falls back where a block cannot hold it
+
+
+def _dump(path: Path, document: Any) -> None:
+    path.write_text(yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100))
+
+
+def import_workflow(workflow: Path, catalog: Path, entry_id: str, *, toplevel: Path | None = None,
+                    inputs: dict[str, dict] | None = None, files_root: Path | None = None, title: str | None = None,
+                    description: str | None = None, metadata: dict | None = None,
+                    results: list[dict] | None = None, force: bool = False,
+                    report: Report | None = None) -> tuple[Path, Report]:
+    """Translate ``workflow`` and install it as ``catalog/entry_id``; raises ImportFailed (nothing written)
+    when any feature cannot be translated. ``results`` are recast-atlas's (name, relpath) results."""
+    from recast.importers import install
+
+    report = report or Report(str(workflow))
+    inputs = inputs or {}
+    translation, request = translate(workflow, toplevel, inputs, files_root, report)
+    declared = None
+    if results is not None:
+        declared = {}
+        for i, result in enumerate(results):
+            stage, _, path = str(result.get("relpath", "")).partition("/")
+            stage = identifier(stage, lower=True)
+            output = next((n for n, p in translation.outputs.get(stage, {}).items() if p == path), None)
+            if output is None:
+                report.cannot(workflow, f"results[{i}]", f"{result.get('relpath')!r} is not an output the "
+                                                         "workflow's stages publish")
+                continue
+            declared[identifier(str(result.get("name", output)), lower=True)[:64]] = \
+                f"$steps.{stage}.{identifier(output)}"
+            if result.get("load_yaml"):
+                report.note(workflow, f"results[{i}]", "a result file, not values: recast reads values from JSON "
+                                                       "outputs declared in a template")
+    report.raise_if_unsupported()
+    document = analysis_document(
+        entry_id, title or f"{workflow.parent.name}/{workflow.name} (imported from yadage)",
+        description or f"Imported by `recast import` from the yadage workflow {workflow.name}.",
+        translation, request, {name: f"examples/{name}.yaml" for name in inputs}, metadata, declared)
+    target = install(catalog, entry_id,
+                     lambda folder: write_entry(folder, document, translation, inputs, files_root, request), force)
+    return target, report

@@ -1,0 +1,201 @@
+"""Importing the published workflows of ../shared/workflows-in-the-wild/, and running two of them.
+
+Every yadage workflow there is imported (directly, through its reana.yaml, or
+through its recast-atlas catalogue entry) and must validate; what cannot be
+imported must be refused with a report that names the feature and file, and
+nothing written. The RooFit demo and the ATLAS RECAST demo then run end to
+end under Docker, on stand-in images that do the same file-level work
+(tests/fixtures/standins/README.md), and pass `recast test` against the
+reference their first run saved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import FIXTURES, ROOT
+
+WILD = ROOT.parent / "shared" / "workflows-in-the-wild"
+ATLAS_DEMO = WILD / "reana-demo-atlas-recast"
+ROOFIT = WILD / "reana-demo-root6-roofit"
+RECAST_ATLAS = WILD / "recast-atlas" / "src" / "recastatlas" / "data"
+STANDINS = {"root6": "docker.io/reanahub/reana-env-root6:6.18.04",
+            "atlas-eventselection": "docker.io/reanahub/reana-demo-atlas-recast-eventselection:1.0",
+            "atlas-statanalysis": "docker.io/reanahub/reana-demo-atlas-recast-statanalysis:1.0"}
+
+
+def recast(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "recast", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+def imported(catalog: Path, kind: str, source: Path, *extra: str) -> dict:
+    done = recast("import", kind, str(source), "--catalog", str(catalog), "--json", *extra)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def load(entry: Path, relative: str):
+    return yaml.safe_load((entry / relative).read_text())
+
+
+def test_the_atlas_demo_imports_with_its_scripts_sub_folder_outputs_and_pulled_images(tmp_path):
+    inputs = ATLAS_DEMO / "workflow" / "test_inputs"
+    summary = imported(tmp_path, "yadage", ATLAS_DEMO / "workflow" / "workflow.yml",
+                       "--inputs", str(inputs / "inp1.yml"), "--inputs", str(inputs / "inp2.yml"))
+    entry = Path(summary["path"])
+    assert summary["id"] == "reana-demo-atlas-recast"
+    analysis = load(entry, "analysis.yaml")
+    assert analysis["images"]["reana_demo_atlas_recast_statanalysis"] == {
+        "pull": "docker.io/reanahub/reana-demo-atlas-recast-statanalysis:1.0"}
+    assert analysis["request"]["parameters"] == {"did": {"type": "integer"}, "xsec_in_pb": {"type": "number"},
+                                                 "dxaod_file": {"type": "string"}}
+    assert sorted(analysis["examples"]) == ["inp1", "inp2"]
+    selection = load(entry, "templates/eventselection.yaml")
+    assert selection["process"]["interpreter"] == "bash"
+    assert "myEventSelection {outdir}/submitDir recast_inputs.txt" in selection["process"]["script"]
+    assert selection["outputs"]["files"] == {"histfile": {"path": "submitDir/hist-sample.root"}}
+    assert load(entry, "templates/statanalysis.yaml")["outputs"]["files"]["limit"] == {
+        "path": "fitresults/limit_data.json"}
+    stages = analysis["workflow"]["stages"]
+    assert stages[1]["bind"]["signal_file"] == "$steps.eventselection.histfile"
+    assert load(entry, "examples/inp1.yaml")["parameters"]["did"] == 404958
+    assert any("kubernetes_uid ignored" in note["note"] for note in summary["notes"])
+
+
+def test_roofit_imports_through_its_reana_yaml_with_its_macros_as_example_files(tmp_path):
+    entry = Path(imported(tmp_path, "reana", ROOFIT / "reana-yadage.yaml", "--id", "roofit")["path"])
+    analysis = load(entry, "analysis.yaml")
+    assert analysis["request"]["parameters"] == {"events": {"type": "integer"}, "gendata": {"type": "file"},
+                                                 "fitdata": {"type": "file"}}
+    assert (entry / "examples" / "code" / "gendata.C").read_bytes() == (ROOFIT / "code" / "gendata.C").read_bytes()
+    assert load(entry, "templates/gendata.yaml")["process"]["script"] == \
+        "root -b -q '{gendata}({events},\"{outdir}/data.root\")'"
+
+
+def test_recast_atlas_entries_import_with_metadata_examples_and_results(tmp_path):
+    hello = Path(imported(tmp_path, "recast-atlas", RECAST_ATLAS / "templates" / "helloworld" / "recast.yml")["path"])
+    assert load(hello, "templates/hello_world.yaml")["process"] == {
+        "kind": "script", "interpreter": "sh", "script": "echo Hello my Name is {name} | tee {outdir}/hello_world.txt"}
+    rome = Path(imported(tmp_path, "recast-atlas", RECAST_ATLAS / "catalogue" / "examples_rome.yml",
+                         "--toplevel", str(ATLAS_DEMO))["path"])
+    analysis = load(rome, "analysis.yaml")
+    assert analysis["id"] == "examples-rome" and analysis["title"] == "Example from ATLAS Exotics Rome Workshop 2018"
+    assert analysis["metadata"]["contact"] == "Lukas Heinrich"
+    assert analysis["results"]["files"] == {"cls_95_based_upper_limit_on_poi": "$steps.statanalysis.limit",
+                                            "cls_95_at_nominal_poi": "$steps.statanalysis.nomsig"}
+    assert load(rome, "examples/newsignal.yaml")["parameters"]["xsec_in_pb"] == 0.001735
+
+
+# examples_rome's workflow is the ATLAS demo, imported from its local copy above; the others' are not here.
+@pytest.mark.parametrize("source", sorted(p for p in (RECAST_ATLAS / "catalogue").glob("*.yml")
+                                          if p.stem != "examples_rome"), ids=lambda p: p.stem)
+def test_catalogue_entries_whose_workflow_is_elsewhere_are_refused_and_nothing_is_written(source, tmp_path):
+    done = recast("import", "recast-atlas", str(source), "--catalog", str(tmp_path / "catalog"))
+    assert done.returncode == 1
+    assert "is a remote repository, which cannot be fetched here: give a local copy of it with --toplevel" \
+        in done.stderr
+    assert not (tmp_path / "catalog").exists() or not any((tmp_path / "catalog").iterdir())
+
+
+def test_what_cannot_be_translated_is_reported_per_feature_and_file_and_nothing_is_written(tmp_path):
+    workflow = tmp_path / "src" / "workflow.yml"
+    workflow.parent.mkdir()
+    workflow.write_text(yaml.safe_dump({"stages": [
+        {"name": "a", "dependencies": ["init"], "scheduler": {
+            "scheduler_type": "singlestep-stage", "parameters": {"out": "{workdir}/x"},
+            "step": {"process": {"process_type": "interpolated-script-cmd", "interpreter": "perl", "script": "x"},
+                     "publisher": {"publisher_type": "fromglob-pub", "globexpression": "*.root"},
+                     "environment": {"environment_type": "docker-encapsulated", "image": "busybox",
+                                     "resources": ["CVMFS", "GRIDProxy"]}}}},
+        {"name": "b", "dependencies": ["a"], "scheduler": {"scheduler_type": "singlestep-stage",
+                                                          "workflow": {"stages": []}}}]}))
+    done = recast("import", "yadage", str(workflow), "--catalog", str(tmp_path / "catalog"))
+    assert done.returncode == 1
+    for feature in ("stages[0].scheduler.step.process.interpreter: interpreter 'perl'",
+                    "stages[0].scheduler.step.publisher.publisher_type: publisher 'fromglob-pub'",
+                    "stages[0].scheduler.step.environment.resources: the host resource or credential 'CVMFS'",
+                    "stages[0].scheduler.step.environment.resources: the host resource or credential 'GRIDProxy'",
+                    "stages[1].scheduler.workflow: a nested sub-workflow"):
+        assert f"{workflow}: {feature}" in done.stderr, done.stderr
+    assert "(nothing was written)" in done.stderr
+    assert not (tmp_path / "catalog").exists()
+
+
+def test_a_ref_outside_the_toplevel_is_refused(tmp_path):
+    (tmp_path / "secret.yml").write_text("x: 1\n")
+    workflow = tmp_path / "a" / "b" / "c" / "d" / "workflow.yml"
+    workflow.parent.mkdir(parents=True)
+    workflow.write_text("stages:\n  - {name: s, dependencies: [init], scheduler: {scheduler_type: singlestep-stage, "
+                        "parameters: {}, step: {$ref: '../../../../secret.yml#x'}}}\n")
+    done = recast("import", "yadage", str(workflow), "--catalog", str(tmp_path / "catalog"),
+                  "--toplevel", str(workflow.parent))
+    assert done.returncode == 1 and "not found under" in done.stderr, done.stderr
+
+
+@pytest.fixture(scope="module")
+def standins():
+    """The stand-in images, tagged with the published references (see tests/fixtures/standins/README.md)."""
+    import docker
+
+    api = docker.from_env().api
+    for folder, reference in STANDINS.items():
+        for chunk in api.build(path=str(FIXTURES / "standins" / folder), tag=reference, rm=True, decode=True,
+                               buildargs={"BASE": "recast/base:bookworm"}, network_mode="host"):
+            assert "error" not in chunk, chunk
+    return STANDINS
+
+
+def run_and_test(catalog: Path, entry_id: str, example: str, workdir: Path) -> Path:
+    common = ["--catalog", str(catalog)]
+    for args in (["images", "build", entry_id], ["run", entry_id, "--example", example, "--workdir", str(workdir)],
+                 ["test", entry_id, "--update-reference", "--workdir", str(catalog.parent / "update")],
+                 ["test", entry_id, "--workdir", str(catalog.parent / "test")]):
+        done = recast(*args, *common)
+        assert done.returncode == 0, (args, done.stdout[-3000:], done.stderr[-3000:])
+    return workdir
+
+
+@pytest.mark.docker
+def test_the_roofit_demo_runs_end_to_end_and_passes_its_test(standins, tmp_path):
+    imported(tmp_path / "catalog", "reana", ROOFIT / "reana-yadage.yaml", "--id", "roofit")
+    run_dir = run_and_test(tmp_path / "catalog", "roofit", "default", tmp_path / "run")
+    plot = run_dir / "steps" / "fitdata" / "plot.png"
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    assert "fitdata: mean = " in (run_dir / "logs" / "fitdata.log").read_text()
+    assert len(json.loads((run_dir / "steps" / "gendata" / "data.root").read_text())["events"]) == 20000
+    lock = json.loads((tmp_path / "catalog" / "roofit" / "images.lock.json").read_text())["images"]
+    assert lock["reana_env_root6"]["pulled"] is True and lock["reana_env_root6"]["id"].startswith("sha256:")
+
+
+@pytest.mark.docker
+def test_the_atlas_demo_runs_end_to_end_with_results_in_the_published_shape(standins, tmp_path):
+    imported(tmp_path / "catalog", "recast-atlas", RECAST_ATLAS / "catalogue" / "examples_rome.yml",
+             "--toplevel", str(ATLAS_DEMO))
+    run_dir = run_and_test(tmp_path / "catalog", "examples-rome", "default", tmp_path / "run")
+    results = json.loads((run_dir / "results.json").read_text())
+    limit = run_dir / results["files"]["cls_95_based_upper_limit_on_poi"]["path"]
+    published = json.loads((ATLAS_DEMO / "statanalysis" / "example_results" / "limit_data.json").read_text())
+    ours = json.loads(limit.read_text())
+    assert set(ours) == set(published)
+    assert ours["exp_m2"] < ours["exp_m1"] < ours["exp"] < ours["exp_p1"] < ours["exp_p2"]
+    hist = json.loads((run_dir / "steps" / "eventselection" / "submitDir" / "hist-sample.root").read_text())
+    assert hist["did"] == 404958 and hist["inputs"] == [
+        "https://recastwww.web.cern.ch/recastwww/data/reana-recast-demo/mc15_13TeV.123456.cap_recast_demo_signal_one.root"]
+
+
+@pytest.mark.docker
+def test_a_pulled_image_by_digest_that_cannot_be_had_is_a_clear_error(tmp_path, toy):
+    spec = yaml.safe_load((toy / "analysis.yaml").read_text())
+    spec["images"]["toy"] = {"pull": "127.0.0.1:9/recast/none@sha256:" + "0" * 64}
+    (toy / "analysis.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    done = recast("images", "build", "toy", "--catalog", str(toy.parent))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "image 'toy' (127.0.0.1:9/recast/none@sha256:" in done.stderr and "cannot pull it" in done.stderr, done.stderr
