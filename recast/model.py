@@ -85,6 +85,12 @@ class Stage:
     after: tuple[str, ...] = ()
     scatter_method: str = "over"  # over (one list) | zip (several, element by element) | cartesian (every combination)
     scatter_lists: tuple[tuple[str, str], ...] = ()  # zip/cartesian: ($item field, request list parameter)
+    scatter_batch: int = 0  # > 0: each branch runs on up to this many elements ($item is then a list)
+
+    @property
+    def branches(self) -> tuple | None:
+        """What a stage's branches are: two stages with the same run branch to branch."""
+        return None if self.scatter is None else (self.scatter, self.scatter_batch)
 
     def scatter_items(self, parameters: dict[str, Any]) -> list[Any]:
         """The elements its branches run on (``$item`` of each), in branch order."""
@@ -93,7 +99,7 @@ class Stage:
         if self.scatter is None:
             return [None]
         if self.scatter_method == "over":
-            return list(parameters[self.scatter])
+            return self._batched(list(parameters[self.scatter]))
         fields = [field for field, _ in self.scatter_lists]
         lists = [list(parameters[name]) for _, name in self.scatter_lists]
         if self.scatter_method == "zip":
@@ -106,7 +112,14 @@ class Stage:
             combined = zip(*lists)
         else:
             combined = itertools.product(*lists)
-        return [dict(zip(fields, values)) for values in combined]
+        return self._batched([dict(zip(fields, values)) for values in combined])
+
+    def _batched(self, items: list[Any]) -> list[Any]:
+        """With ``batch: N``, each branch's ``$item`` is a list of up to N elements (and ``$item.FIELD``
+        the list of that field of each)."""
+        if not self.scatter_batch:
+            return items
+        return [items[i:i + self.scatter_batch] for i in range(0, len(items), self.scatter_batch)]
 
     @property
     def upstream(self) -> set[str]:

@@ -228,13 +228,15 @@ def _resolve(value, stage, branch, item, parameters, jobs_by_stage, analysis):
     if ref.kind == "request":
         return parameters[ref.name]
     if ref.kind == "item":
-        return item if ref.name is None else item.get(ref.name)
+        if ref.name is None:
+            return item
+        return [element.get(ref.name) for element in item] if stage.scatter_batch else item.get(ref.name)
     if ref.kind == "entry":
         # Not resolved: a link in the entry is refused (by validation, and at mount time), never followed.
         return str(files.confined(analysis.root, ref.name, "$entry path"))
     producers = jobs_by_stage[ref.stage]
     other = next(s for s in analysis.stages if s.name == ref.stage)
-    if other.scatter is not None and other.scatter == stage.scatter:
+    if other.scatter is not None and other.branches == stage.branches:
         return producers[branch].output_files[ref.output]
     if other.scatter is not None:
         return [j.output_files[ref.output] for j in producers]

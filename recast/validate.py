@@ -116,6 +116,11 @@ def file_positions(param: Parameter, value: Any, where: str = "") -> Iterator[tu
 _LOOKS_LIKE_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 
+def _batched(stage: Stage, shape):
+    """Where files sit in ``$item`` of a stage that runs batches: a list of what one element holds."""
+    return ("list", shape) if stage.scatter_batch and shape is not None else shape
+
+
 def scattered_lists(stage: Stage) -> list[tuple[str | None, str]]:
     """(``$item`` field or None, request list parameter) of each list a stage scatters over."""
     if stage.scatter is None:
@@ -341,6 +346,7 @@ class _Checker:
                 after=tuple(sdoc.get("after", ())),
                 scatter_method=method,
                 scatter_lists=lists,
+                scatter_batch=int(scatter.get("batch", 0)),
             )
             if stage.name in by_name:
                 self.problem(f"workflow.stages[{i}].name", f"stage {stage.name!r} is defined twice")
@@ -406,6 +412,9 @@ class _Checker:
                 self.problem(where, f"request parameter {ref.name!r} is not declared")
             else:
                 self.same_files(where, param, target, file_shape(request[ref.name]), f"request parameter {ref.name!r}")
+        elif ref.kind == "item" and stage.scatter_batch and param is not None and param.type != "list":
+            self.problem(where, f"stage {stage.name!r} runs batches of {stage.scatter_batch} elements, so {value} "
+                                f"is a list there: parameter {param.name!r} must be a list, not {param.type}")
         elif ref.kind == "item":
             if stage.scatter is None:
                 self.problem(where, "$item is only defined in a stage with a scatter")
@@ -417,14 +426,15 @@ class _Checker:
                     self.problem(where, f"$item has the fields {', '.join(sorted(fields))} here (one per list the "
                                         f"stage scatters over), not {ref.name!r}")
                 elif fields[ref.name] in request:
-                    self.same_files(where, param, target, file_shape(request[fields[ref.name]].items), str(ref))
+                    self.same_files(where, param, target, _batched(stage, file_shape(request[fields[ref.name]].items)),
+                                    str(ref))
             elif stage.scatter in request:
                 item = request[stage.scatter].items
                 if ref.name is not None and (item is None or item.type != "object" or ref.name not in item.properties):
                     self.problem(where, f"the items of {stage.scatter!r} have no field {ref.name!r}")
                 else:
                     source = item if ref.name is None else item.properties[ref.name]
-                    self.same_files(where, param, target, file_shape(source), str(ref))
+                    self.same_files(where, param, target, _batched(stage, file_shape(source)), str(ref))
         elif ref.kind == "entry":
             if self.entry_file(where, ref.name, "file"):
                 self.same_files(where, param, target, "file", str(ref))
@@ -440,7 +450,7 @@ class _Checker:
             if t is not None and ref.output not in t.output_files and ref.output not in t.output_values:
                 self.problem(where, f"stage {ref.stage!r} has no output {ref.output!r} "
                              f"(files: {', '.join(sorted(t.output_files)) or 'none'}; values: {', '.join(sorted(t.output_values)) or 'none'})")
-            gathered = other.scatter is not None and other.scatter != stage.scatter
+            gathered = other.scatter is not None and other.branches != stage.branches
             if gathered:
                 if param is not None and param.type != "list":
                     self.problem(where, f"{value} gathers one value per branch of {ref.stage!r}, so parameter {param.name!r} must be a list, not {param.type}")

@@ -291,3 +291,47 @@ def test_a_line_break_is_refused_where_it_could_end_a_here_document(forms, tmp_p
     with pytest.raises(RecastError, match=r"template 'describe': the value of \{label\} holds a line break"):
         run(forms, tmp_path / "run", "host", request)
     assert not (tmp_path / "run" / "steps").exists(), "refused while planning: nothing ran"
+
+
+BATCH_SUM = """\
+schema: recast/template/1.0.0
+name: batch_sum
+parameters:
+  ms: {type: list, items: {type: number}}
+process:
+  kind: script
+  interpreter: python3
+  script: |
+    import json, os
+    json.dump({{"n": len({ms}), "total": sum({ms})}}, open(os.path.join({outdir}, "sum.json"), "w"))
+""" + ENVIRONMENT + """\
+outputs:
+  files: {sums: sum.json}
+  values:
+    n: {file: sums, pointer: /n}
+    total: {file: sums, pointer: /total}
+"""
+
+
+@pytest.mark.parametrize("environment", ["host", pytest.param("docker", marks=pytest.mark.docker)])
+def test_a_batched_scatter_runs_several_elements_per_job(grids, tmp_path, environment):
+    (grids / "templates" / "batch_sum.yaml").write_text(BATCH_SUM)
+    spec = yaml.safe_load((grids / "analysis.yaml").read_text())
+    spec["templates"]["batch_sum"] = "templates/batch_sum.yaml"
+    spec["workflow"]["stages"].append({"name": "batched", "template": "batch_sum",
+                                       "scatter": {"over": "$request.masses", "batch": 2}, "bind": {"ms": "$item"}})
+    spec["results"]["values"].update(batch_sizes="$steps.batched.n", batch_totals="$steps.batched.total")
+    (grids / "analysis.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert check(grids)[1] == []
+    run(grids, tmp_path / "run", environment, _grid_request(grids, [100, 200, 300], [1.5, 2.5, 3.5]))
+    values = json.loads((tmp_path / "run" / "results.json").read_text())["values"]
+    assert values["batch_sizes"] == [2, 1] and values["batch_totals"] == [300, 300]
+    assert sorted(p.name for p in (tmp_path / "run" / "steps").glob("batched__*")) == ["batched__0", "batched__1"]
+
+    spec["workflow"]["stages"][-1]["scatter"]["batch"] = 2
+    spec["workflow"]["stages"][2]["scatter"] = {"over": "$request.masses", "batch": 5}
+    spec["workflow"]["stages"][2]["bind"] = {"m": "$item", "w": 1.0}
+    (grids / "analysis.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    found = [f"{where}: {message}" for _, where, message in check(grids)[1]]
+    assert any(p.startswith("workflow.stages[2].bind.m: stage 'zipped' runs batches of 5 elements, so $item is a "
+                            "list there: parameter 'm' must be a list, not number") for p in found), found
