@@ -157,7 +157,7 @@ def test_step(analysis: Analysis, step: str, workdir: Path, environment: str,
     """Run one template on the entry's stored fixtures and apply the step's checks."""
     from recast import execution, plan
     from recast.environments import ImageRef, Job, get_environment
-    from recast.job import check_declared, read_values
+    from recast.job import check_declared, provide, read_values
 
     case = Case(analysis.id, f"step:{step}")
     started = time.monotonic()
@@ -206,6 +206,7 @@ def test_step(analysis: Analysis, step: str, workdir: Path, environment: str,
                   cores=template.resources.cores, memory_bytes=template.resources.memory_bytes,
                   time_limit_s=template.resources.time_limit_s, network=template.network, log_path=log,
                   output_bytes=template.resources.output_bytes)
+        job = provide(job, list(template.host_resources), list(template.credentials))
         outcome = get_environment(environment).run(job)
         if outcome.exit_code != 0:
             from recast.job import tail

@@ -107,6 +107,19 @@ def check_declared(step: str, outdir: Path, output_files: dict[str, str], direct
         raise RecastError(f"step {step} did not produce its declared output(s): {', '.join(missing)}")
 
 
+def provide(env_job: Job, host_resources: list[str], credentials: list[str]) -> Job:
+    """The job with what this machine provides for its declared needs (RecastError naming what is missing)."""
+    if not host_resources and not credentials:
+        return env_job
+    from dataclasses import replace
+
+    from recast import host_resources as provision
+
+    resources, secrets = provision.resolve(env_job.step, host_resources, credentials)
+    return replace(env_job, host_mounts=[[r.path, r.mount] for r in resources],
+                   credentials=[[c.name, c.file, c.env] for c in secrets])
+
+
 def write_record(job: PlannedJob, record: dict) -> None:
     path = Path(job.record)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,6 +158,7 @@ def run(plan_path: str, job_id: str) -> int:
     environment = get_environment(plan.environment)
     record = {"job": job.id, "run": plan.run_id, "stage": job.stage, "branch": job.branch,
               "attempt": 1, "earlier_attempts": earlier_attempts(job),
+              "host_resources": job.host_resources, "credentials": job.credentials,  # names only
               "environment": plan.environment, "digest": job.digest, "argv": job.argv, "started": now(),
               "ended": None, "exit_code": None, "timed_out": False,
               "image": job.image if environment.uses_images else None}
@@ -162,6 +176,7 @@ def run(plan_path: str, job_id: str) -> int:
         output_bytes=job.output_bytes,
     )
     try:
+        env_job = provide(env_job, job.host_resources, job.credentials)
         outcome = None
         if environment.uses_container_broker:
             from recast.environments import broker

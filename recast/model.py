@@ -66,6 +66,8 @@ class Template:
     output_files: dict[str, str]  # name -> path inside the job's output folder (a file, or a folder)
     output_values: dict[str, tuple[str, str]]  # name -> (output file name key, JSON pointer)
     output_directories: frozenset[str] = frozenset()  # names of output_files that are whole folders
+    host_resources: tuple[str, ...] = ()  # read-only host folders it needs, by name (recast/host_resources.py)
+    credentials: tuple[str, ...] = ()  # credential files it needs, by name
 
     @property
     def argv(self) -> tuple[str, ...]:

@@ -57,6 +57,8 @@ class PlannedJob:
     output_bytes: int = DEFAULT_OUTPUT_BYTES  # the output folder's size limit
     retries: int = 0  # how often Snakemake starts the job again after a failure
     output_directories: list[str] = field(default_factory=list)  # outputs that are whole folders
+    host_resources: list[str] = field(default_factory=list)  # names, provided by the machine at run time
+    credentials: list[str] = field(default_factory=list)  # names, supplied by the machine at run time
 
     @property
     def values_file(self) -> str:
@@ -208,6 +210,8 @@ def _job(analysis, stage, template, branch, item, parameters, jobs_by_stage, run
         output_bytes=getattr(template.resources, "output_bytes", DEFAULT_OUTPUT_BYTES),
         retries=template.resources.retries,
         output_directories=sorted(output_files[n] for n in template.output_directories),
+        host_resources=list(template.host_resources),
+        credentials=list(template.credentials),
     )
     # Retries change how often a job may be tried, not what it computes.
     identity = {k: v for k, v in asdict(job).items() if k not in ("log", "record", "digest", "retries")}

@@ -26,8 +26,8 @@ from typing import Any, Iterator
 
 # As safe_files: template() has a local `files` (the declared outputs).
 from recast import files as safe_files
-from recast import limits, processes, references, spec
-from recast.errors import SpecError
+from recast import host_resources, limits, processes, references, spec
+from recast.errors import RecastError, SpecError
 from recast.limits import parse_duration, parse_size
 from recast.model import Analysis, Example, ImageSpec, Parameter, Resources, Stage, Template
 
@@ -294,6 +294,12 @@ class _Checker:
                 self.problem(f"environment.env.{key}", "the value contains a NUL character, "
                                                        "which no process environment can hold", path)
         resources = self.resources(environment.get("resources", {}), path)
+        try:
+            for where, message in host_resources.missing(environment.get("host_resources", []),
+                                                         environment.get("credentials", [])):
+                self.problem(where, message, path)
+        except RecastError as exc:
+            self.problem("environment", str(exc), path)
         return Template(
             name=name,
             path=path,
@@ -307,6 +313,8 @@ class _Checker:
             output_files=dict(files),
             output_values=values,
             output_directories=directories,
+            host_resources=tuple(environment.get("host_resources", ())),
+            credentials=tuple(environment.get("credentials", ())),
         ), doc
 
     def resources(self, doc: dict, path: Path) -> Resources:

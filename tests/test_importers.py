@@ -114,15 +114,14 @@ def test_what_cannot_be_translated_is_reported_per_feature_and_file_and_nothing_
             "step": {"process": {"process_type": "interpolated-script-cmd", "interpreter": "perl", "script": "x"},
                      "publisher": {"publisher_type": "fromglob-pub", "globexpression": "*.root"},
                      "environment": {"environment_type": "docker-encapsulated", "image": "busybox",
-                                     "resources": ["CVMFS", "GRIDProxy"]}}}},
+                                     "resources": ["CVMFS", "FPGA"]}}}},
         {"name": "b", "dependencies": ["a"], "scheduler": {"scheduler_type": "singlestep-stage",
                                                           "workflow": {"stages": []}}}]}))
     done = recast("import", "yadage", str(workflow), "--catalog", str(tmp_path / "catalog"))
     assert done.returncode == 1
     for feature in ("stages[0].scheduler.step.process.interpreter: interpreter 'perl'",
                     "stages[0].scheduler.step.publisher.publisher_type: publisher 'fromglob-pub'",
-                    "stages[0].scheduler.step.environment.resources: the host resource or credential 'CVMFS'",
-                    "stages[0].scheduler.step.environment.resources: the host resource or credential 'GRIDProxy'",
+                    "stages[0].scheduler.step.environment.resources: the resource 'FPGA'",
                     "stages[1].scheduler.workflow: a nested sub-workflow"):
         assert f"{workflow}: {feature}" in done.stderr, done.stderr
     assert "(nothing was written)" in done.stderr
@@ -199,3 +198,25 @@ def test_a_pulled_image_by_digest_that_cannot_be_had_is_a_clear_error(tmp_path, 
     done = recast("images", "build", "toy", "--catalog", str(toy.parent))
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "image 'toy' (127.0.0.1:9/recast/none@sha256:" in done.stderr and "cannot pull it" in done.stderr, done.stderr
+
+
+def test_cvmfs_and_credentials_become_declared_needs_that_the_operator_provides(tmp_path, monkeypatch):
+    workflow = tmp_path / "src" / "workflow.yml"
+    workflow.parent.mkdir()
+    workflow.write_text(yaml.safe_dump({"stages": [{"name": "a", "dependencies": ["init"], "scheduler": {
+        "scheduler_type": "singlestep-stage", "parameters": {"out": "{workdir}/x.txt"},
+        "step": {"process": {"process_type": "string-interpolated-cmd", "cmd": "voms-proxy-info > {out}"},
+                 "publisher": {"publisher_type": "frompar-pub", "outputmap": {"x": "out"}},
+                 "environment": {"environment_type": "docker-encapsulated", "image": "atlas/analysisbase",
+                                 "imagetag": "21.2.4", "resources": ["CVMFS", "GRIDProxy", "KRB5Auth"]}}}}]}))
+    monkeypatch.delenv("RECAST_RESOURCES", raising=False)
+    done = recast("import", "yadage", str(workflow), "--catalog", str(tmp_path / "catalog"))
+    assert done.returncode == 1 and "host resource 'cvmfs' is not provided on this machine" in done.stderr
+    config = tmp_path / "resources.yaml"
+    config.write_text(yaml.safe_dump({"host_resources": {"cvmfs": {"path": str(tmp_path)}}, "credentials": {
+        "grid_proxy": {"file": str(config), "env": "X509_USER_PROXY"},
+        "kerberos": {"file": str(config), "env": "KRB5_KTNAME"}}}))
+    monkeypatch.setenv("RECAST_RESOURCES", str(config))
+    entry = Path(imported(tmp_path / "catalog", "yadage", workflow, "--id", "grid")["path"])
+    environment = load(entry, "templates/a.yaml")["environment"]
+    assert environment["host_resources"] == ["cvmfs"] and environment["credentials"] == ["grid_proxy", "kerberos"]

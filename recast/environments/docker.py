@@ -31,7 +31,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
+import stat
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -40,10 +43,12 @@ from recast import files
 from recast.environments import Job, Outcome
 from recast.environments.watch import OutputWatch
 from recast.errors import ExecutionError
+from recast.host_resources import CREDENTIALS_MOUNT
 
 NOBODY = (65534, 65534)
 PIDS_LIMIT = 512
 TMP_SIZE = "512m"
+MAX_CREDENTIAL_BYTES = 1 << 20  # a proxy or a keytab is kilobytes
 KILLED_BY_TIME_LIMIT = -9  # what the host environment reports, for the same job
 JOB_NETWORK = "recast-jobs"  # made by containers/job-network.sh; labelled recast.isolated=true
 MAX_LOG_BYTES = 64 * 2**20  # of a job's output kept in its log (and in the engine's log store)
@@ -113,6 +118,16 @@ class DockerEnvironment:
 
         mounts = [docker.types.Mount(str(p), str(p), type="bind", read_only=True) for p in job.read_only]
         mounts.append(docker.types.Mount(str(job.outdir), str(job.outdir), type="bind", read_only=False))
+        for host, inside in job.host_mounts:  # the operator's folders (CVMFS ...), never writable
+            if not os.path.isdir(host):
+                raise ExecutionError(f"step {job.step}: the host resource folder {host} does not exist on this machine")
+            mounts.append(docker.types.Mount(inside, host, type="bind", read_only=True))
+        secrets = _credentials_folder(job, user)
+        provided = {}
+        for name, _, variable in job.credentials:
+            mounts.append(docker.types.Mount(f"{CREDENTIALS_MOUNT}/{name}", str(secrets / name), type="bind",
+                                             read_only=True))
+            provided[variable] = f"{CREDENTIALS_MOUNT}/{name}"
         host_config = api.create_host_config(
             mounts=mounts,
             network_mode=network,
@@ -129,7 +144,7 @@ class DockerEnvironment:
                                               config={"max-size": str(MAX_LOG_BYTES), "max-file": "1"}),
         )
         # Threads follow the CPU limit unless the template says otherwise; HOME must be writable.
-        environment = {"OMP_NUM_THREADS": str(max(1, int(job.cores))), **job.env, "HOME": "/tmp"}
+        environment = {"OMP_NUM_THREADS": str(max(1, int(job.cores))), **job.env, "HOME": "/tmp", **provided}
         labels = {"recast.run": job.run_id, "recast.step": job.step, "recast.image": image.name,
                   "recast.owner": process_identity(),
                   "recast.deadline": str(int(time.time() + job.time_limit_s + REAP_GRACE_S))}
@@ -163,6 +178,8 @@ class DockerEnvironment:
             pass  # cleaned up below, then the signal is delivered again
         finally:
             restore_sigterm()
+            if secrets is not None:
+                shutil.rmtree(secrets, ignore_errors=True)
             if container is not None:
                 try:
                     api.remove_container(container, force=True)
@@ -353,6 +370,36 @@ def _check_paths(job: Job) -> None:
         except files.UnsafePath:
             raise ExecutionError(f"step {job.step}: input {path} is a link, or not a regular file or folder, "
                                  "or lies under a link; only those are mounted into a job") from None
+
+
+def _credentials_folder(job: Job, user: tuple[int, int]) -> Path | None:
+    """A private copy of the job's credentials, readable by the job's user alone, for this run of it only."""
+    if not job.credentials:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="recast-credentials-"))
+    try:
+        for name, source, _ in job.credentials:
+            try:
+                with open(source, "rb") as handle:
+                    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                        raise OSError("not a regular file")
+                    data = handle.read(MAX_CREDENTIAL_BYTES + 1)
+            except OSError as exc:
+                raise ExecutionError(f"step {job.step}: credential {name!r} cannot be read on this machine "
+                                     f"({exc.strerror or exc})") from None
+            if len(data) > MAX_CREDENTIAL_BYTES:
+                raise ExecutionError(f"step {job.step}: credential {name!r} is larger than {MAX_CREDENTIAL_BYTES} bytes")
+            target = folder / name
+            with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400), "wb") as out:
+                out.write(data)
+            if os.getuid() == 0:  # the job runs as `nobody` then: the copy is its alone
+                os.chown(target, *user)
+        if os.getuid() == 0:
+            os.chown(folder, *user)
+        return folder
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def _chown_tree(outdir: Path, owner: tuple[int, int]) -> None:

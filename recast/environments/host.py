@@ -37,7 +37,9 @@ def job_environment(job: Job, caller: dict[str, str] | None = None) -> dict[str,
     env = {name: value for name, value in caller.items()
            if name in PASSED_THROUGH or name.startswith("LC_")}
     # As in the docker environment: a template's own OMP_NUM_THREADS wins over the one from cores.
-    return {**env, "OMP_NUM_THREADS": str(max(1, int(job.cores))), **job.env}
+    # A credential's variable names the operator's file itself (the host isolates nothing anyway).
+    return {**env, "OMP_NUM_THREADS": str(max(1, int(job.cores))), **job.env,
+            **{variable: source for _, source, variable in job.credentials}}
 
 
 class HostEnvironment:

@@ -24,9 +24,13 @@ What is translated, feature by feature:
   (``image:imagetag``, pinned by ID when pulled or loaded);
   ``kubernetes_memory_limit`` becomes the template's memory.
 
-Everything else (nested sub-workflows, glob and constant publishers, CVMFS,
-grid proxies, Kerberos, ``envscript``, scatters over another stage's
-outputs ...) is named in the report, and the import writes nothing.
+- resources ``CVMFS``, ``GRIDProxy``, ``KRB5Auth`` become the declared needs
+  ``host_resources: [cvmfs]``, ``credentials: [grid_proxy]`` / ``[kerberos]``
+  (which each machine's operator provides, see recast/host_resources.py).
+
+Everything else (nested sub-workflows, glob and constant publishers,
+``envscript``, scatters over another stage's outputs ...) is named in the
+report, and the import writes nothing.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ from recast.errors import RecastError
 from recast.importers import Report
 
 INTERPRETERS = {"sh": "sh", "bash": "bash", "python": "python3", "python3": "python3"}
+# packtivity's resources -> recast's declared needs, which each machine's operator provides (RECAST_RESOURCES)
+NEEDS = {"CVMFS": ("host_resources", "cvmfs"), "GRIDProxy": ("credentials", "grid_proxy"),
+         "KRB5Auth": ("credentials", "kerberos")}
 _K8S_MEMORY = re.compile(r"^([0-9]+)(Ki|Mi|Gi|Ti)$")
 _WORKDIR = "{workdir}"
 
@@ -334,6 +341,7 @@ class Translation:
         key = identifier(image.rsplit("/", 1)[-1].split("@")[0])
         self.images[key] = {"pull": reference.lower() if "@" not in reference else reference}
         resources: dict[str, Any] = {}
+        needs: dict[str, list[str]] = {}
         for resource in environment.get("resources") or []:
             if isinstance(resource, dict) and "kubernetes_memory_limit" in resource:
                 match = _K8S_MEMORY.match(str(resource["kubernetes_memory_limit"]))
@@ -342,11 +350,13 @@ class Translation:
             elif isinstance(resource, dict) and "kubernetes_uid" in resource:
                 self.report.note(self.source, f"{where}.resources", "kubernetes_uid ignored: recast runs every job "
                                                                    "as an unprivileged user of its own")
+            elif isinstance(resource, str) and resource in NEEDS:
+                kind, name = NEEDS[resource]
+                if name not in needs.setdefault(kind, []):
+                    needs[kind].append(name)
             else:
-                self.report.cannot(self.source, f"{where}.resources", f"the host resource or credential {resource!r} "
-                                                                    "(CVMFS, grid proxies and Kerberos are not yet "
-                                                                    "in recast's spec)")
-        return {"kind": "image", "image": key, **({"resources": resources} if resources else {})}
+                self.report.cannot(self.source, f"{where}.resources", f"the resource {resource!r}")
+        return {"kind": "image", "image": key, **({"resources": resources} if resources else {}), **needs}
 
 
 def translate(workflow_path: Path, toplevel: Path | None, inputs: dict[str, dict], files_root: Path | None,
