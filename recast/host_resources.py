@@ -88,20 +88,14 @@ def configured() -> tuple[dict[str, HostResource], dict[str, Credential]]:
 def missing(host_resources: tuple[str, ...] | list[str], credentials: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
     """(field, problem) for each need this machine does not provide."""
     resources, provided = configured()
-    found = []
-    for i, name in enumerate(host_resources):
-        if name not in resources:
-            found.append((f"environment.host_resources[{i}]",
-                          f"host resource {name!r} is not provided on this machine: an operator maps it to a host "
-                          f"folder in the YAML file named by {ENV_VARIABLE} (host_resources: {{{name}: "
-                          "{path: /HOST/FOLDER}}})"))
-    for i, name in enumerate(credentials):
-        if name not in provided:
-            found.append((f"environment.credentials[{i}]",
-                          f"credential {name!r} is not provided on this machine: an operator names its file in the "
-                          f"YAML file named by {ENV_VARIABLE} (credentials: {{{name}: {{file: /HOST/FILE, "
-                          "env: VARIABLE}}}})"))
-    return found
+    wanted = (("host_resources", host_resources, resources, "host resource", "maps it to a host folder",
+               "{path: /HOST/FOLDER}"),
+              ("credentials", credentials, provided, "credential", "names its file",
+               "{file: /HOST/FILE, env: VARIABLE}"))
+    return [(f"environment.{field}[{i}]",
+             f"{what} {name!r} is not provided on this machine: an operator {how} in the YAML file named by "
+             f"{ENV_VARIABLE} ({field}: {{{name}: {example}}})")
+            for field, names, have, what, how, example in wanted for i, name in enumerate(names) if name not in have]
 
 
 def resolve(step: str, host_resources: list[str], credentials: list[str]) -> tuple[list[HostResource], list[Credential]]:
