@@ -22,13 +22,13 @@ MARKED = re.compile(r"<!-- walk-through: (\w+) -->\n(.*?)<!-- end walk-through -
 SH_BLOCK = re.compile(r"```sh\n(.*?)```", re.S)
 
 
-def walkthroughs() -> dict[str, str]:
-    readme = (ROOT / "README.md").read_text()
-    return {name: "\n".join(SH_BLOCK.findall(body)) for name, body in MARKED.findall(readme)}
+def walkthroughs(document: str = "README.md") -> dict[str, str]:
+    text = (ROOT / document).read_text()
+    return {name: "\n".join(SH_BLOCK.findall(body)) for name, body in MARKED.findall(text)}
 
 
-def run_walkthrough(name: str, folder: Path) -> subprocess.CompletedProcess:
-    script = walkthroughs()[name]
+def run_walkthrough(name: str, folder: Path, document: str = "README.md") -> subprocess.CompletedProcess:
+    script = walkthroughs(document)[name]
     env = {k: v for k, v in os.environ.items() if k != "RECAST_CATALOG"}
     env["COLUMNS"] = "100"
     return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=folder, env=env,
@@ -77,3 +77,14 @@ def test_analyst_walkthrough_runs_as_written(tmp_path):
     lock = json.loads((entry / "images.lock.json").read_text())["images"]["count"]
     assert lock["id"].startswith("sha256:") and "code/count.py" in lock["context_files"]
     assert "count: passed" in done.stdout, done.stdout[-2000:]
+
+
+@pytest.mark.docker
+def test_the_authoring_guide_loop_from_recast_new_runs_as_written(tmp_path):
+    done = run_walkthrough("new", tmp_path, "docs/authoring.md")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    entry = tmp_path / "mycatalog" / "demo"
+    reference = json.loads((entry / "examples" / "default.results.json").read_text())["values"]
+    assert reference["efficiency"] == [0.6, pytest.approx(2 / 3)]
+    assert reference["total_yield"] == pytest.approx(0.01 * 139000 * 0.6 + 0.002 * 139000 * 2 / 3)
+    assert "demo step:select: 2/2 checks matched" in done.stdout and "demo: passed" in done.stdout

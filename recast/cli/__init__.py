@@ -13,7 +13,7 @@ import sys
 import click
 
 from recast import __version__
-from recast.cli.catalog import catalog, validate
+from recast.cli.catalog import catalog, new, validate
 from recast.cli.export import export_group
 from recast.cli.images import images
 from recast.cli.imports import import_group
@@ -32,7 +32,7 @@ def cli():
     """Preserve LHC analyses and reinterpret them on new signal models."""
 
 
-for command in (catalog, validate, images, run, results, gc, test, refresh, diff, likelihood, import_group,
+for command in (catalog, new, validate, images, run, results, gc, test, refresh, diff, likelihood, import_group,
                 export_group):
     cli.add_command(command)
 for command in (serve, worker, remote):  # the request service: recast/service/

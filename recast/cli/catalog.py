@@ -226,3 +226,25 @@ def _check_request(path: Path, catalog_dir) -> list[tuple[str, str, str]] | None
     except SpecError as exc:
         return exc.problems
     return []
+
+
+@click.command("new")
+@click.argument("analysis_id")
+@catalog_option
+def new(analysis_id, catalog_dir):
+    """Scaffold a minimal two-step entry (a selection per signal, a combination of all) that validates as
+    written: replace its code and specs with your analysis's (docs/authoring.md)."""
+    from pathlib import Path
+
+    from recast import resources
+    from recast.scaffold import new as scaffold
+
+    try:
+        entry = scaffold(Path(catalog_dir) if catalog_dir else resources.default_catalog(), analysis_id)
+    except RecastError as err:
+        raise click.ClickException(str(err)) from None
+    catalog = f" --catalog {entry.parent}" if catalog_dir else ""
+    console.print(f"created [bold]{analysis_id}[/bold] in {entry}: code/, templates/, Dockerfile, examples/, "
+                  "checks.yaml", highlight=False)
+    console.print(f"next: recast images build {analysis_id}{catalog}, then recast run {analysis_id} --example "
+                  f"default{catalog}, then recast test {analysis_id} --update-reference{catalog}", highlight=False)
