@@ -123,3 +123,66 @@ def test_models_share_the_likelihoods_channels_without_changing_them(region_a):
     spec = _SharedChannels(channels=[{"name": "c"}], parameters=[{"name": "mu"}])
     copied = copy.deepcopy(spec)
     assert copied["channels"] is spec["channels"] and copied["parameters"] is not spec["parameters"]
+
+
+def test_plain_patches_skip_jsonschema_only_when_it_would_accept_them(sbottom_dir):
+    """The fast check of signal patches never accepts what pyhf's schemas reject."""
+    import json
+
+    from recast.likelihood.workspace import _SAMPLE_PATH, _first_error, _plainly_valid, _validator
+
+    def schema_accepts(ops) -> bool:
+        if _first_error(_validator("jsonpatch.json"), ops) is not None:
+            return False
+        sample = _validator("defs.json", "/definitions/sample")
+        return all(_first_error(sample, op["value"]) is None for op in ops
+                   if op.get("op") in ("add", "replace") and _SAMPLE_PATH.match(op.get("path", "")))
+
+    patch = json.loads(patch_path(sbottom_dir, "RegionA", POINTS[0]).read_text())
+    assert _plainly_valid(patch) and schema_accepts(patch)
+    sample = next(op for op in patch if op["op"] == "add")["value"]
+    by_type = {m["type"]: m for m in sample["modifiers"]}
+    assert {"lumi", "staterror", "normsys", "histosys"} <= set(by_type)
+
+    def mutated(change):
+        ops = copy.deepcopy(patch)
+        change(next(op for op in ops if op["op"] == "add"), ops)
+        return ops
+
+    def modifier(kind, change):
+        def apply(op, ops):
+            change(next(m for m in op["value"]["modifiers"] if m["type"] == kind))
+        return apply
+
+    mutations = [
+        lambda op, ops: op["value"].pop("data"),
+        lambda op, ops: op["value"].update(data=[]),
+        lambda op, ops: op["value"].update(data=[1.0, True]),
+        lambda op, ops: op["value"].update(data=[1.0, None]),
+        lambda op, ops: op["value"].update(extra=1),
+        lambda op, ops: op["value"].update(name=3),
+        lambda op, ops: op.update(op="test"),
+        lambda op, ops: op.update(op="copy", **{"from": "/channels/0"}),
+        lambda op, ops: op.update(path=5),
+        lambda op, ops: ops.append({"op": "remove", "path": "/channels/0", "value": 1}),
+        lambda op, ops: ops.append("not an operation"),
+        modifier("lumi", lambda m: m.update(name="luminosity")),
+        modifier("lumi", lambda m: m.update(data=[1.0])),
+        modifier("normsys", lambda m: m["data"].pop("lo")),
+        modifier("normsys", lambda m: m["data"].update(hi="1.1")),
+        modifier("histosys", lambda m: m["data"].update(hi_data=[])),
+        modifier("histosys", lambda m: m["data"].update(extra=[1.0])),
+        modifier("staterror", lambda m: m.update(data=None)),
+        modifier("staterror", lambda m: m.update(type="unknown")),
+        modifier("staterror", lambda m: m.update(note="x")),
+    ]
+    for index, change in enumerate(mutations):
+        ops = mutated(change)
+        if _plainly_valid(ops):
+            assert schema_accepts(ops), f"mutation {index}: the fast check accepts a patch pyhf's schemas reject"
+    # the mutations the schemas reject are still reported by validate_patch, with the field
+    from recast.likelihood.errors import PatchError
+    from recast.likelihood.workspace import validate_patch
+
+    with pytest.raises(PatchError, match="sample field 'data'"):
+        validate_patch(mutated(mutations[1]), "patch")

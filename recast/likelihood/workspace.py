@@ -137,12 +137,69 @@ def _first_error(validator, instance):
     return next(iter(sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))), None)
 
 
+def _numbers(value: Any) -> bool:
+    """A non-empty list of JSON numbers (not booleans), as pyhf's schema asks for bin contents."""
+    return isinstance(value, list) and bool(value) and all(type(x) in (int, float) for x in value)
+
+
+def _plain_modifier(modifier: Any) -> bool:
+    if not isinstance(modifier, dict) or modifier.keys() != {"name", "type", "data"} or not isinstance(modifier["name"], str):
+        return False
+    kind, data = modifier["type"], modifier["data"]
+    if kind in ("normfactor", "shapefactor"):
+        return data is None
+    if kind == "lumi":
+        return data is None and modifier["name"] == "lumi"
+    if kind in ("shapesys", "staterror"):
+        return _numbers(data)
+    if kind == "normsys":
+        return isinstance(data, dict) and data.keys() == {"hi", "lo"} and all(type(data[k]) in (int, float) for k in ("hi", "lo"))
+    if kind == "histosys":
+        return isinstance(data, dict) and data.keys() == {"hi_data", "lo_data"} and _numbers(data["hi_data"]) and _numbers(data["lo_data"])
+    return False
+
+
+def _plainly_valid(ops: Any) -> bool:
+    """True only for a patch that pyhf's jsonpatch and sample schemas certainly accept.
+
+    Stricter than the schemas (no extra keys, only add, replace and remove,
+    every modifier exactly as defs.json describes it): anything else, valid
+    or not, goes through jsonschema, which then names what is wrong.
+    """
+    if not isinstance(ops, list):
+        return False
+    for op in ops:
+        if not isinstance(op, dict) or not isinstance(op.get("path"), str):
+            return False
+        kind = op.get("op")
+        if kind == "remove":
+            if op.keys() != {"op", "path"}:
+                return False
+        elif kind in ("add", "replace"):
+            if op.keys() != {"op", "path", "value"}:
+                return False
+            if _SAMPLE_PATH.match(op["path"]):
+                sample = op["value"]
+                if not (isinstance(sample, dict) and sample.keys() == {"name", "data", "modifiers"} and isinstance(sample["name"], str)
+                        and _numbers(sample["data"]) and isinstance(sample["modifiers"], list)
+                        and all(_plain_modifier(m) for m in sample["modifiers"])):
+                    return False
+        else:
+            return False
+    return True
+
+
 def validate_patch(ops: Any, where: str) -> None:
     """Check a JSON Patch against pyhf's jsonpatch schema and each added sample against pyhf's sample schema.
 
     This is much cheaper than validating every patched workspace (9 s for a
     4 MB workspace) and catches what a published signal patch gets wrong.
+    A patch of the plain form signal patches have (:func:`_plainly_valid`,
+    stricter than the schemas) skips jsonschema, which took 10 ms of a
+    sbottom point's 80.
     """
+    if _plainly_valid(ops):
+        return
     error = _first_error(_validator("jsonpatch.json"), ops)
     if error is not None:
         field_path = "/".join(str(p) for p in error.absolute_path) or "(top level)"
