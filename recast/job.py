@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-from recast import files
+from recast import files, processes
 from recast.environments import ImageRef, Job, get_environment
 from recast.environments.watch import MAX_ENTRIES
 from recast.errors import RecastError
@@ -107,12 +109,29 @@ def check_declared(step: str, outdir: Path, output_files: dict[str, str], direct
         raise RecastError(f"step {step} did not produce its declared output(s): {', '.join(missing)}")
 
 
+def rendered_argv(job: PlannedJob) -> list[str]:
+    """The command of a job that takes other jobs' output values, with those values (from their values.json,
+    which recast wrote, read without following links)."""
+    def value(spec: list) -> Any:
+        path, name = spec
+        try:
+            return json.loads(files.read_bytes(Path(path).parent, path, MAX_VALUES_FILE_BYTES))[name]
+        except (OSError, ValueError, KeyError, TypeError, RecastError) as exc:
+            raise RecastError(f"step {job.id}: cannot read value {name!r} from {path}: {exc}") from None
+
+    values = dict(job.values or {})
+    for parameter, spec in job.deferred.items():
+        values[parameter] = value(spec) if isinstance(spec[0], str) else [value(s) for s in spec]
+    try:
+        return processes.argv(job.process, values)
+    except ValueError as exc:
+        raise RecastError(f"step {job.id}: {exc}") from None
+
+
 def provide(env_job: Job, host_resources: list[str], credentials: list[str]) -> Job:
     """The job with what this machine provides for its declared needs (RecastError naming what is missing)."""
     if not host_resources and not credentials:
         return env_job
-    from dataclasses import replace
-
     from recast import host_resources as provision
 
     resources, secrets = provision.resolve(env_job.step, host_resources, credentials)
@@ -176,6 +195,9 @@ def run(plan_path: str, job_id: str) -> int:
         output_bytes=job.output_bytes,
     )
     try:
+        if job.deferred:  # values of other jobs, read now that they have run
+            env_job = replace(env_job, argv=rendered_argv(job))
+            record["argv"] = env_job.argv
         env_job = provide(env_job, job.host_resources, job.credentials)
         outcome = None
         if environment.uses_container_broker:

@@ -57,6 +57,12 @@ class PlannedJob:
     output_bytes: int = DEFAULT_OUTPUT_BYTES  # the output folder's size limit
     retries: int = 0  # how often Snakemake starts the job again after a failure
     output_directories: list[str] = field(default_factory=list)  # outputs that are whole folders
+    # Parameters bound to other jobs' output values, known only once those ran: parameter -> [values.json,
+    # name] (or a list of them, gathered); `recast.job` reads them and renders the command from process and
+    # values then. `argv` shows them as <NAME of JOB> until then.
+    deferred: dict[str, list] = field(default_factory=dict)
+    process: dict[str, Any] | None = None
+    values: dict[str, Any] | None = None
     host_resources: list[str] = field(default_factory=list)  # names, provided by the machine at run time
     credentials: list[str] = field(default_factory=list)  # names, supplied by the machine at run time
 
@@ -185,6 +191,10 @@ def _job(analysis, stage, template, branch, item, parameters, jobs_by_stage, run
     for dep in stage.after:
         inputs.extend(j.values_file for j in jobs_by_stage[dep])
     values["outdir"] = str(outdir)
+    deferred = {name: _deferred(value) for name, value in values.items() if _is_later(value)}
+    for later in (v for value in values.values() if _is_later(value) for v in _as_list(value)):
+        inputs.append(later.values_file)  # it runs after them, and again when their values change
+    shown = {name: _shown(value) if name in deferred else value for name, value in values.items()}
     output_files = {name: str(outdir / filename) for name, filename in template.output_files.items()}
     image = images.get(template.image, {})
     job = PlannedJob(
@@ -192,7 +202,7 @@ def _job(analysis, stage, template, branch, item, parameters, jobs_by_stage, run
         stage=stage.name,
         branch=branch,
         template=template.name,
-        argv=command_line(template, values),
+        argv=command_line(template, shown),
         outdir=str(outdir),
         inputs=sorted(set(inputs)),
         outputs=sorted(output_files.values()) + [str(outdir / VALUES_FILE)],
@@ -212,6 +222,9 @@ def _job(analysis, stage, template, branch, item, parameters, jobs_by_stage, run
         output_directories=sorted(output_files[n] for n in template.output_directories),
         host_resources=list(template.host_resources),
         credentials=list(template.credentials),
+        deferred=deferred,
+        process=dict(template.process) if deferred else None,
+        values={k: v for k, v in values.items() if k not in deferred} if deferred else None,
     )
     # Retries change how often a job may be tried, not what it computes.
     identity = {k: v for k, v in asdict(job).items() if k not in ("log", "record", "digest", "retries")}
@@ -240,11 +253,43 @@ def _resolve(value, stage, branch, item, parameters, jobs_by_stage, analysis):
         return str(files.confined(analysis.root, ref.name, "$entry path"))
     producers = jobs_by_stage[ref.stage]
     other = next(s for s in analysis.stages if s.name == ref.stage)
+
+    def output(job: PlannedJob):  # a file is known now; a value once the job has run
+        if ref.output in job.output_files:
+            return job.output_files[ref.output]
+        return _Later(job.values_file, ref.output, job.id)
+
     if other.scatter is not None and other.branches == stage.branches:
-        return producers[branch].output_files[ref.output]
+        return output(producers[branch])
     if other.scatter is not None:
-        return [j.output_files[ref.output] for j in producers]
-    return producers[0].output_files[ref.output]
+        return [output(j) for j in producers]
+    return output(producers[0])
+
+
+@dataclass(frozen=True)
+class _Later:
+    """An output value of another job, known once that job has run."""
+
+    values_file: str
+    name: str
+    job: str
+
+
+def _is_later(value: Any) -> bool:
+    return isinstance(value, _Later) or (isinstance(value, list) and bool(value)
+                                         and all(isinstance(v, _Later) for v in value))
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _deferred(value: Any) -> list:
+    return [value.values_file, value.name] if isinstance(value, _Later) else [[v.values_file, v.name] for v in value]
+
+
+def _shown(value: Any):
+    return f"<{value.name} of {value.job}>" if isinstance(value, _Later) else [_shown(v) for v in value]
 
 
 def snakemake_resources(job: PlannedJob) -> dict[str, int]:

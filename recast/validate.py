@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 # As safe_files: template() has a local `files` (the declared outputs).
 from recast import files as safe_files
-from recast import host_resources, limits, processes, references, spec
+from recast import host_resources, limits, processes, references, spec, subworkflows
 from recast.errors import RecastError, SpecError
 from recast.limits import parse_duration, parse_size
 from recast.model import Analysis, Example, ImageSpec, Parameter, Resources, Stage, Template
@@ -340,7 +340,11 @@ class _Checker:
     def stages(self, doc: dict, templates: dict[str, Template], request: dict[str, Parameter]) -> tuple[Stage, ...]:
         stages = []
         by_name: dict[str, Stage] = {}
-        for i, sdoc in enumerate(doc["workflow"]["stages"]):
+        flat, problems = subworkflows.flatten(doc["workflow"]["stages"])
+        for where, message in problems:
+            self.problem(where, message)
+        origins = {}
+        for i, (origin, sdoc) in enumerate(flat):
             scatter = sdoc.get("scatter", {})
             method = next((m for m in ("over", "zip", "cartesian") if m in scatter), "over")
             lists = tuple((field, ref.removeprefix("$request.")) for field, ref in scatter.get(method, {}).items()) \
@@ -357,13 +361,15 @@ class _Checker:
                 scatter_batch=int(scatter.get("batch", 0)),
             )
             if stage.name in by_name:
-                self.problem(f"workflow.stages[{i}].name", f"stage {stage.name!r} is defined twice")
+                self.problem(f"{origin}.name", f"stage {stage.name!r} is defined twice"
+                                               + (" (a sub-workflow's stages are named OUTER_INNER)" if ".workflow." in origin else ""))
             by_name[stage.name] = stage
+            origins[stage.name] = origin
             stages.append(stage)
 
         graph: dict[str, set[str]] = {}
-        for i, stage in enumerate(stages):
-            where = f"workflow.stages[{i}]"
+        for stage in stages:
+            where = origins[stage.name]
             graph[stage.name] = {dep for dep in stage.upstream if dep in by_name}
             for dep in stage.after:
                 if dep not in by_name:
@@ -547,10 +553,14 @@ class _Checker:
                                      build_args=dict(img["build"].get("args", {})))
         return images
 
-    def results(self, doc: dict, stages: tuple[Stage, ...], templates: dict[str, Template]):
+    def results(self, doc: dict, stages: tuple[Stage, ...], templates: dict[str, Template]) -> dict:
+        """The results section, its references made to name flattened stages (recast/subworkflows.py)."""
+        results, problems = subworkflows.rename_results(doc.get("results", {}), doc.get("workflow", {}).get("stages", []))
+        for where, message in problems:
+            self.problem(where, message)
         by_name = {s.name: s for s in stages}
         for section in ("values", "files"):
-            for name, value in doc.get("results", {}).get(section, {}).items():
+            for name, value in results.get(section, {}).items():
                 where = f"results.{section}.{name}"
                 try:
                     ref = references.parse(value)
@@ -567,6 +577,7 @@ class _Checker:
                 declared = t.output_values if section == "values" else t.output_files
                 if ref.output not in declared:
                     self.problem(where, f"stage {ref.stage!r} declares no output {section[:-1]} {ref.output!r}")
+        return results
 
 
 def spec_path(path: str | Path) -> Path:
@@ -601,7 +612,7 @@ def check(path: str | Path) -> tuple[Analysis | None, list[tuple[str, str, str]]
         }
         for unused in sorted(set(request) - used):
             checker.problem(f"request.parameters.{unused}", "declared but never used by the workflow")
-    checker.results(doc, stages, templates)
+    results = checker.results(doc, stages, templates)
     examples = checker.examples(doc)
     checks = checker.checks(doc, templates, examples)
     if checker.found:
@@ -611,7 +622,7 @@ def check(path: str | Path) -> tuple[Analysis | None, list[tuple[str, str, str]]
         id=doc["id"], version=doc["version"], title=doc["title"], description=doc["description"],
         root=path.parent, spec_path=path, document=document, metadata=doc["metadata"],
         images=images, templates=templates, stages=stages, request_parameters=request,
-        results=doc.get("results", {}), examples=examples, likelihood=doc.get("likelihood"),
+        results=results, examples=examples, likelihood=doc.get("likelihood"),
         checks=checks,
     ), []
 

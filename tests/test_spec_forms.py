@@ -335,3 +335,68 @@ def test_a_batched_scatter_runs_several_elements_per_job(grids, tmp_path, enviro
     found = [f"{where}: {message}" for _, where, message in check(grids)[1]]
     assert any(p.startswith("workflow.stages[2].bind.m: stage 'zipped' runs batches of 5 elements, so $item is a "
                             "list there: parameter 'm' must be a list, not number") for p in found), found
+
+
+@pytest.fixture
+def nested(toy):
+    """The toy analysis with a sub-workflow per point, holding a stage and a sub-workflow of its own."""
+    spec = yaml.safe_load((toy / "analysis.yaml").read_text())
+    point = {"script": "$entry/code/square.py", "label": "$item.label", "events": "$item.events"}
+    spec["workflow"]["stages"] += [
+        {"name": "per_point", "scatter": {"over": "$request.points"}, "workflow": {"stages": [
+            {"name": "sq", "template": "square", "bind": {**point, "x": "$item.x"}},
+            {"name": "again", "workflow": {"stages": [
+                {"name": "sq2", "template": "square", "bind": {**point, "x": "$steps.sq.y"}}]}}]}},
+        {"name": "deep_total", "template": "total", "after": ["per_point"],
+         "bind": {"script": "$entry/code/total.py", "squares": "$steps.per_point.again.sq2.result"}},
+    ]
+    spec["results"]["values"].update(deep="$steps.per_point.again.sq2.y", deep_total="$steps.deep_total.total")
+    (toy / "analysis.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return toy
+
+
+@pytest.mark.parametrize("environment", ["host", pytest.param("docker", marks=pytest.mark.docker)])
+def test_sub_workflows_two_deep_run_once_per_branch(nested, tmp_path, environment):
+    assert check(nested)[1] == []
+    stages = [s.name for s in load_analysis(nested).stages]
+    assert stages == ["square", "total", "per_point_sq", "per_point_again_sq2", "deep_total"]
+    run(nested, tmp_path / "run", environment, nested / "requests" / "default.yaml")
+    values = json.loads((tmp_path / "run" / "results.json").read_text())["values"]
+    assert values["squares"] == [2, 6, 13.25]
+    # y = x² + offset + lines; the inner stage squares its own branch's y: y² + (y - x²)
+    expected = [y * y + (y - x * x) for x, y in zip([1, 2, 3.5], [2, 6, 13.25])]
+    assert values["deep"] == expected, "each branch's inner chain ran on its own branch's values"
+    assert values["deep_total"] == sum(expected)
+    record = json.loads((tmp_path / "run" / "logs" / "per_point_again_sq2__2.json").read_text())
+    assert record["exit_code"] == 0
+
+
+def test_sub_workflow_references_are_checked(nested):
+    spec = (nested / "analysis.yaml").read_text()
+    cases = {
+        "$steps.per_point.again.sq2.result": ("$steps.per_point.again.result",
+                                             "$steps.per_point.again.result: per_point.again is a sub-workflow: "
+                                             "name one of its stages"),
+        "deep: $steps.per_point.again.sq2.y": ("deep: $steps.per_point.nothing.sq2.y",
+                                              "per_point has no stage 'nothing'"),
+    }
+    for old, (new, message) in cases.items():
+        (nested / "analysis.yaml").write_text(spec.replace(old, new))
+        found = [f"{where}: {m}" for _, where, m in check(nested)[1]]
+        assert any(message in p for p in found), found
+    doc = yaml.safe_load(spec)
+    doc["workflow"]["stages"][2]["workflow"]["stages"][0]["scatter"] = {"over": "$request.points"}
+    (nested / "analysis.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    found = [f"{where}: {m}" for _, where, m in check(nested)[1]]
+    assert any(p.startswith("workflow.stages[2].workflow.stages[0].scatter: a scatter inside a scattered "
+                            "sub-workflow") for p in found), found
+
+
+def test_the_reana_export_refuses_commands_that_need_values_known_only_at_run_time(nested, tmp_path):
+    from recast.errors import RecastError
+    from recast.export.reana import export
+
+    analysis = load_analysis(nested)
+    with pytest.raises(RecastError, match=r"per_point_again_sq2\.bind\.x take another stage's output values"):
+        export(analysis, request_mod.load(analysis, nested / "requests" / "default.yaml"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from recast.references import parse_or_none
 from recast.errors import RecastError
 from recast.model import Analysis
 from recast.request import Request
@@ -52,6 +53,13 @@ def export(analysis: Analysis, request: Request, out: Path) -> Path:
     root = analysis.root.resolve()
     if out == root or out.is_relative_to(root):
         raise RecastError(f"--out {out} lies inside the entry {root}: choose a folder outside it")
+    by_stage = {stage.name: analysis.templates[stage.template] for stage in analysis.stages}
+    later = [f"{stage.name}.bind.{name}" for stage in analysis.stages for name, value in stage.bind.items()
+             if (ref := parse_or_none(value)) is not None and ref.kind == "steps"
+             and ref.output in by_stage[ref.stage].output_values]
+    if later:
+        raise RecastError(f"{', '.join(later)} take another stage's output values, which are known only when it has "
+                          "run: the REANA export writes every command in advance, so it cannot export them yet")
     pinned = execution.image_lock(analysis)
     used = sorted({t.image for t in analysis.templates.values()})
     unpushed = [name for name in used if not pinned.get(name, {}).get("registry")]
