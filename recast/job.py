@@ -76,12 +76,37 @@ def read_values(job_id: str, outdir: str | Path, output_values: dict[str, list[s
     return values
 
 
-def output_digests(job: PlannedJob) -> dict[str, str]:
-    """sha256 of every output the job leaves for others (declared outputs and values.json), by name in its
-    folder; a folder output's is :func:`recast.files.tree_sha256`."""
+def output_digests(job: PlannedJob, globbed: list[str] = ()) -> dict[str, str]:
+    """sha256 of every output the job leaves for others (declared outputs, the files its globs matched and
+    values.json), by name in its folder; a folder output's is :func:`recast.files.tree_sha256`."""
     return {str(Path(path).relative_to(job.outdir)):
             files.tree_sha256(job.outdir, path) if path in job.output_directories else files.sha256(job.outdir, path)
-            for path in job.outputs}
+            for path in [*job.outputs, *globbed]}
+
+
+MAX_GLOB_MATCHES = 10_000
+
+
+def glob_outputs(job: PlannedJob) -> dict[str, list[str]]:
+    """The files each glob output matched, as absolute paths: regular files in the job's folder, reached
+    through no link (a matched link, or a match through one, fails the job)."""
+    found = {}
+    for name, pattern in job.output_globs.items():
+        matches = []
+        for path in sorted(Path(job.outdir).glob(pattern)):
+            if len(matches) >= MAX_GLOB_MATCHES:
+                raise RecastError(f"step {job.id}: glob output {name!r} ({pattern}) matched more than "
+                                  f"{MAX_GLOB_MATCHES} files")
+            try:
+                files.check_regular(job.outdir, path)
+            except (files.UnsafePath, FileNotFoundError):
+                if path.is_dir() and not path.is_symlink():
+                    continue  # a folder that matches is not a file of the list
+                raise RecastError(f"step {job.id}: glob output {name!r} matched {path.relative_to(job.outdir)}, "
+                                  "a link or not a regular file; recast never follows a link out of a job's folder")
+            matches.append(str(path))
+        found[name] = matches
+    return found
 
 
 def check_outputs(job: PlannedJob) -> None:
@@ -109,9 +134,9 @@ def check_declared(step: str, outdir: Path, output_files: dict[str, str], direct
         raise RecastError(f"step {step} did not produce its declared output(s): {', '.join(missing)}")
 
 
-def rendered_argv(job: PlannedJob) -> list[str]:
+def rendered_argv(job: PlannedJob) -> tuple[list[str], list[str]]:
     """The command of a job that takes other jobs' output values, with those values (from their values.json,
-    which recast wrote, read without following links)."""
+    which recast wrote, read without following links), and the files among them to mount read-only."""
     def value(spec: list) -> Any:
         path, name = spec
         try:
@@ -119,11 +144,18 @@ def rendered_argv(job: PlannedJob) -> list[str]:
         except (OSError, ValueError, KeyError, TypeError, RecastError) as exc:
             raise RecastError(f"step {job.id}: cannot read value {name!r} from {path}: {exc}") from None
 
-    values = dict(job.values or {})
+    values, mounted = dict(job.values or {}), []
     for parameter, spec in job.deferred.items():
-        values[parameter] = value(spec) if isinstance(spec[0], str) else [value(s) for s in spec]
+        values[parameter] = value(spec[:2]) if isinstance(spec[0], str) else [value(s[:2]) for s in spec]
+        if isinstance(spec[0], str) and spec[2:] == ["files"]:
+            # the files another job's glob matched: its own files, mounted read-only into this one
+            producer = Path(spec[0]).parent
+            for path in values[parameter]:
+                if not isinstance(path, str) or not Path(path).is_relative_to(producer):
+                    raise RecastError(f"step {job.id}: {path!r} is not a file of {producer}")
+                mounted.append(path)
     try:
-        return processes.argv(job.process, values)
+        return processes.argv(job.process, values), mounted
     except ValueError as exc:
         raise RecastError(f"step {job.id}: {exc}") from None
 
@@ -196,7 +228,8 @@ def run(plan_path: str, job_id: str) -> int:
     )
     try:
         if job.deferred:  # values of other jobs, read now that they have run
-            env_job = replace(env_job, argv=rendered_argv(job))
+            argv, mounted = rendered_argv(job)
+            env_job = replace(env_job, argv=argv, read_only=[*env_job.read_only, *map(Path, mounted)])
             record["argv"] = env_job.argv
         env_job = provide(env_job, job.host_resources, job.credentials)
         outcome = None
@@ -220,9 +253,11 @@ def run(plan_path: str, job_id: str) -> int:
             raise RecastError(f"step {job.id} failed with exit status {outcome.exit_code}")
         check_outputs(job)
         values = read_values(job.id, job.outdir, job.output_values)
+        matched = glob_outputs(job)
+        values.update(matched)
         # Replaces whatever the job left under that name (a link is replaced, never written through).
         files.atomic_write(job.values_file, json.dumps(values, indent=1, sort_keys=True))
-        record["outputs"] = output_digests(job)
+        record["outputs"] = output_digests(job, [p for paths in matched.values() for p in paths])
         return 0
     except RecastError as exc:
         record["error"] = str(exc)

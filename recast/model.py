@@ -66,6 +66,7 @@ class Template:
     output_files: dict[str, str]  # name -> path inside the job's output folder (a file, or a folder)
     output_values: dict[str, tuple[str, str]]  # name -> (output file name key, JSON pointer)
     output_directories: frozenset[str] = frozenset()  # names of output_files that are whole folders
+    output_globs: dict[str, str] = field(default_factory=dict)  # name -> pattern: the files matching when it ends
     host_resources: tuple[str, ...] = ()  # read-only host folders it needs, by name (recast/host_resources.py)
     credentials: tuple[str, ...] = ()  # credential files it needs, by name
 

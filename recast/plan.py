@@ -57,8 +57,9 @@ class PlannedJob:
     output_bytes: int = DEFAULT_OUTPUT_BYTES  # the output folder's size limit
     retries: int = 0  # how often Snakemake starts the job again after a failure
     output_directories: list[str] = field(default_factory=list)  # outputs that are whole folders
+    output_globs: dict[str, str] = field(default_factory=dict)  # name -> pattern in outdir: files known at its end
     # Parameters bound to other jobs' output values, known only once those ran: parameter -> [values.json,
-    # name] (or a list of them, gathered); `recast.job` reads them and renders the command from process and
+    # name] ([values.json, name, "files"] for the files a glob matched), or a list of them, gathered; `recast.job` reads them and renders the command from process and
     # values then. `argv` shows them as <NAME of JOB> until then.
     deferred: dict[str, list] = field(default_factory=dict)
     process: dict[str, Any] | None = None
@@ -220,6 +221,7 @@ def _job(analysis, stage, template, branch, item, parameters, jobs_by_stage, run
         output_bytes=getattr(template.resources, "output_bytes", DEFAULT_OUTPUT_BYTES),
         retries=template.resources.retries,
         output_directories=sorted(output_files[n] for n in template.output_directories),
+        output_globs=dict(template.output_globs),
         host_resources=list(template.host_resources),
         credentials=list(template.credentials),
         deferred=deferred,
@@ -254,10 +256,10 @@ def _resolve(value, stage, branch, item, parameters, jobs_by_stage, analysis):
     producers = jobs_by_stage[ref.stage]
     other = next(s for s in analysis.stages if s.name == ref.stage)
 
-    def output(job: PlannedJob):  # a file is known now; a value once the job has run
+    def output(job: PlannedJob):  # a file is known now; a value, or the files a glob matched, once the job ran
         if ref.output in job.output_files:
             return job.output_files[ref.output]
-        return _Later(job.values_file, ref.output, job.id)
+        return _Later(job.values_file, ref.output, job.id, ref.output in job.output_globs)
 
     if other.scatter is not None and other.branches == stage.branches:
         return output(producers[branch])
@@ -273,6 +275,7 @@ class _Later:
     values_file: str
     name: str
     job: str
+    files: bool = False  # the files a glob output matched (mounted read-only into the job that takes them)
 
 
 def _is_later(value: Any) -> bool:
@@ -285,7 +288,9 @@ def _as_list(value: Any) -> list:
 
 
 def _deferred(value: Any) -> list:
-    return [value.values_file, value.name] if isinstance(value, _Later) else [[v.values_file, v.name] for v in value]
+    if isinstance(value, _Later):
+        return [value.values_file, value.name, *(["files"] if value.files else [])]
+    return [_deferred(v) for v in value]
 
 
 def _shown(value: Any):

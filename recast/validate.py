@@ -267,7 +267,9 @@ class _Checker:
                 path,
             )
         outputs = doc["outputs"]
-        files = {n: v if isinstance(v, str) else v["path"] for n, v in outputs.get("files", {}).items()}
+        globs = {n: v["glob"] for n, v in outputs.get("files", {}).items() if isinstance(v, dict) and "glob" in v}
+        files = {n: v if isinstance(v, str) else v["path"] for n, v in outputs.get("files", {}).items()
+                 if n not in globs}
         directories = frozenset(n for n, v in outputs.get("files", {}).items()
                                 if isinstance(v, dict) and v.get("directory"))
         for a, b in ((a, b) for a in files for b in files if a < b):
@@ -275,12 +277,15 @@ class _Checker:
                 self.problem(f"outputs.files.{b}", f"{files[b]!r} overlaps output {a!r} ({files[a]!r})", path)
         values = {}
         for vname, value in outputs.get("values", {}).items():
-            if value["file"] not in files:
+            if value["file"] in globs:
+                self.problem(f"outputs.values.{vname}.file", f"{value['file']!r} is a glob (a list of files): values "
+                                                             "are read from one JSON file", path)
+            elif value["file"] not in files:
                 self.problem(f"outputs.values.{vname}.file", f"{value['file']!r} is not a declared output file", path)
             elif value["file"] in directories:
                 self.problem(f"outputs.values.{vname}.file", f"{value['file']!r} is a folder: values are read from "
                                                              "a JSON file", path)
-            if vname in files:
+            if vname in files or vname in globs:
                 self.problem(f"outputs.values.{vname}", "a value and a file may not share a name", path)
             values[vname] = (value["file"], value["pointer"])
         env = environment.get("env", {})
@@ -313,6 +318,7 @@ class _Checker:
             output_files=dict(files),
             output_values=values,
             output_directories=directories,
+            output_globs=globs,
             host_resources=tuple(environment.get("host_resources", ())),
             credentials=tuple(environment.get("credentials", ())),
         ), doc
@@ -461,6 +467,14 @@ class _Checker:
                 self.problem(where, "a stage cannot use its own outputs")
                 return
             t = templates.get(other.template)
+            if t is not None and ref.output in t.output_globs:
+                if other.scatter is not None and other.branches != stage.branches:
+                    self.problem(where, f"{value} is a list of files per branch of {ref.stage!r}: gathering them "
+                                        "is not supported yet (bind it in a stage with the same scatter)")
+                elif param is not None and target != ("list", "file"):
+                    self.problem(where, f"{value} is the list of files its glob matched: parameter {param.name!r} "
+                                        "must be a list of files (type: list, items: {type: file})")
+                return
             if t is not None and ref.output not in t.output_files and ref.output not in t.output_values:
                 self.problem(where, f"stage {ref.stage!r} has no output {ref.output!r} "
                              f"(files: {', '.join(sorted(t.output_files)) or 'none'}; values: {', '.join(sorted(t.output_values)) or 'none'})")
@@ -575,6 +589,10 @@ class _Checker:
                 if t is None:
                     continue
                 declared = t.output_values if section == "values" else t.output_files
+                if ref.output in t.output_globs:
+                    self.problem(where, f"{value}: the files a glob matched cannot be a result yet: declare a "
+                                        "folder output ({path: DIR, directory: true}) for them")
+                    continue
                 if ref.output not in declared:
                     self.problem(where, f"stage {ref.stage!r} declares no output {section[:-1]} {ref.output!r}")
         return results

@@ -112,7 +112,7 @@ def test_what_cannot_be_translated_is_reported_per_feature_and_file_and_nothing_
         {"name": "a", "dependencies": ["init"], "scheduler": {
             "scheduler_type": "singlestep-stage", "parameters": {"out": "{workdir}/x"},
             "step": {"process": {"process_type": "interpolated-script-cmd", "interpreter": "perl", "script": "x"},
-                     "publisher": {"publisher_type": "fromglob-pub", "globexpression": "*.root"},
+                     "publisher": {"publisher_type": "constant-pub", "publish": {"x": 1}},
                      "environment": {"environment_type": "docker-encapsulated", "image": "busybox",
                                      "resources": ["CVMFS", "FPGA"]}}}},
         {"name": "b", "dependencies": ["a"], "scheduler": {"scheduler_type": "singlestep-stage",
@@ -120,7 +120,7 @@ def test_what_cannot_be_translated_is_reported_per_feature_and_file_and_nothing_
     done = recast("import", "yadage", str(workflow), "--catalog", str(tmp_path / "catalog"))
     assert done.returncode == 1
     for feature in ("stages[0].scheduler.step.process.interpreter: interpreter 'perl'",
-                    "stages[0].scheduler.step.publisher.publisher_type: publisher 'fromglob-pub'",
+                    "stages[0].scheduler.step.publisher.publisher_type: publisher 'constant-pub'",
                     "stages[0].scheduler.step.environment.resources: the resource 'FPGA'",
                     "stages[1].scheduler.workflow: a nested sub-workflow"):
         assert f"{workflow}: {feature}" in done.stderr, done.stderr
@@ -220,3 +220,25 @@ def test_cvmfs_and_credentials_become_declared_needs_that_the_operator_provides(
     entry = Path(imported(tmp_path / "catalog", "yadage", workflow, "--id", "grid")["path"])
     environment = load(entry, "templates/a.yaml")["environment"]
     assert environment["host_resources"] == ["cvmfs"] and environment["credentials"] == ["grid_proxy", "kerberos"]
+
+
+def test_glob_publishers_become_glob_outputs_bound_to_lists_of_files(tmp_path):
+    workflow = tmp_path / "src" / "workflow.yml"
+    workflow.parent.mkdir()
+    step = {"process": {"process_type": "string-interpolated-cmd", "cmd": "make-histograms {outdir}"},
+            "publisher": {"publisher_type": "fromglob-pub", "globexpression": "hists/*.root", "outputkey": "hists"},
+            "environment": {"environment_type": "docker-encapsulated", "image": "busybox"}}
+    merge = {"process": {"process_type": "string-interpolated-cmd", "cmd": "hadd {merged} {inputs}"},
+             "publisher": {"publisher_type": "frompar-pub", "outputmap": {"merged": "merged"}},
+             "environment": {"environment_type": "docker-encapsulated", "image": "busybox"}}
+    workflow.write_text(yaml.safe_dump({"stages": [
+        {"name": "hist", "dependencies": ["init"], "scheduler": {
+            "scheduler_type": "singlestep-stage", "parameters": {"outdir": "{workdir}"}, "step": step}},
+        {"name": "merge", "dependencies": ["hist"], "scheduler": {
+            "scheduler_type": "singlestep-stage", "step": merge,
+            "parameters": {"inputs": {"step": "hist", "output": "hists"}, "merged": "{workdir}/merged.root"}}}]}))
+    entry = Path(imported(tmp_path / "catalog", "yadage", workflow, "--id", "globs")["path"])
+    assert load(entry, "templates/hist.yaml")["outputs"]["files"] == {"hists": {"glob": "hists/*.root"}}
+    merge_template = load(entry, "templates/merge.yaml")
+    assert merge_template["parameters"]["inputs"] == {"type": "list", "items": {"type": "file"}}
+    assert "$steps.hist.hists" in load(entry, "analysis.yaml")["workflow"]["stages"][1]["bind"].values()

@@ -400,3 +400,93 @@ def test_the_reana_export_refuses_commands_that_need_values_known_only_at_run_ti
     with pytest.raises(RecastError, match=r"per_point_again_sq2\.bind\.x take another stage's output values"):
         export(analysis, request_mod.load(analysis, nested / "requests" / "default.yaml"), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+FITS = """\
+schema: recast/template/1.0.0
+name: fits
+parameters:
+  label: {type: string}
+process:
+  kind: script
+  interpreter: bash
+  script: |
+    set -eu
+    mkdir -p {outdir}/fit/sub
+    for region in SR1 SR2 CR; do printf '{{"region": "%s"}}' $region > {outdir}/fit/$region.json; done
+    echo not json > {outdir}/fit/notes.txt
+    if [ {label} = link ]; then ln -s /etc/hostname {outdir}/fit/evil.json; fi
+""" + ENVIRONMENT + """\
+outputs:
+  files:
+    fits: {glob: "fit/*.json"}
+"""
+
+COLLECT = """\
+schema: recast/template/1.0.0
+name: collect
+parameters:
+  fits: {type: list, items: {type: file}}
+process:
+  kind: script
+  interpreter: python3
+  script: |
+    import json, os
+    regions = [json.load(open(path))["region"] for path in {fits}]
+    json.dump({{"regions": regions}}, open(os.path.join({outdir}, "regions.json"), "w"))
+""" + ENVIRONMENT + """\
+outputs:
+  files: {table: regions.json}
+  values:
+    regions: {file: table, pointer: /regions}
+"""
+
+
+@pytest.fixture
+def globbed(toy):
+    (toy / "templates" / "fits.yaml").write_text(FITS)
+    (toy / "templates" / "collect.yaml").write_text(COLLECT)
+    spec = yaml.safe_load((toy / "analysis.yaml").read_text())
+    spec["templates"].update(fits="templates/fits.yaml", collect="templates/collect.yaml")
+    over = {"over": "$request.points"}
+    spec["workflow"]["stages"] += [
+        {"name": "fits", "template": "fits", "scatter": over, "bind": {"label": "$item.label"}},
+        {"name": "collect", "template": "collect", "scatter": over, "bind": {"fits": "$steps.fits.fits"}}]
+    spec["results"]["values"]["regions"] = "$steps.collect.regions"
+    (toy / "analysis.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return toy
+
+
+@pytest.mark.parametrize("environment", ["host", pytest.param("docker", marks=pytest.mark.docker)])
+def test_a_glob_output_is_the_list_of_files_it_matched_and_they_reach_the_next_stage(globbed, tmp_path, environment):
+    assert check(globbed)[1] == []
+    run_dir = tmp_path / "run"
+    run(globbed, run_dir, environment, globbed / "requests" / "default.yaml")
+    values = json.loads((run_dir / "results.json").read_text())["values"]
+    assert values["regions"] == [["CR", "SR1", "SR2"]] * 3
+    record = json.loads((run_dir / "logs" / "fits__0.json").read_text())
+    assert {"fit/CR.json", "fit/SR1.json", "fit/SR2.json"} <= set(record["outputs"]), "each match is certified"
+    from recast.results import verify
+
+    assert verify(run_dir) == []
+
+    request = globbed / "requests" / "link.yaml"
+    request.write_text("schema: recast/request/1.0.0\nanalysis: toy\nparameters:\n  points:\n"
+                       "    - {x: 1, label: link, events: data/a.txt}\n")
+    with pytest.raises(ExecutionError, match=r"glob output 'fits' matched fit/evil.json, a link or not a regular file"):
+        run(globbed, tmp_path / "link", environment, request)
+    assert not (tmp_path / "link" / "steps" / "collect__0" / "regions.json").exists()
+
+
+def test_glob_outputs_are_bound_to_lists_of_files_only(globbed):
+    spec = (globbed / "analysis.yaml").read_text()
+    (globbed / "analysis.yaml").write_text(spec.replace("regions: $steps.collect.regions", "regions: $steps.fits.fits"))
+    found = [f"{where}: {m}" for _, where, m in check(globbed)[1]]
+    assert any("results.values.regions: stage 'fits' declares no output value 'fits'" in p
+               or "the files a glob matched cannot be a result yet" in p for p in found), found
+    (globbed / "templates" / "collect.yaml").write_text(COLLECT.replace("fits: {type: list, items: {type: file}}",
+                                                                        "fits: {type: list, items: {type: string}}"))
+    (globbed / "analysis.yaml").write_text(spec)
+    found = [f"{where}: {m}" for _, where, m in check(globbed)[1]]
+    assert any("is the list of files its glob matched: parameter 'fits' must be a list of files" in p
+               for p in found), found

@@ -19,7 +19,7 @@ What is translated, feature by feature:
   and ``interpolated-script-cmd`` (``sh``, ``bash``, ``python``) become
   script processes, whose placeholders recast quotes for where they stand;
 - publishers: ``interpolated-pub`` and ``frompar-pub`` become declared
-  output files (in sub-folders with the path form);
+  output files (in sub-folders with the path form); globs become glob outputs;
 - environments: ``docker-encapsulated`` images become pulled images
   (``image:imagetag``, pinned by ID when pulled or loaded);
   ``kubernetes_memory_limit`` becomes the template's memory.
@@ -28,7 +28,10 @@ What is translated, feature by feature:
   ``host_resources: [cvmfs]``, ``credentials: [grid_proxy]`` / ``[kerberos]``
   (which each machine's operator provides, see recast/host_resources.py).
 
-Everything else (nested sub-workflows, glob and constant publishers,
+``fromglob-pub`` and ``interpolated-pub`` with ``glob: true`` become glob
+outputs (the list of files matched when the job ends).
+
+Everything else (nested sub-workflows, constant publishers,
 ``envscript``, scatters over another stage's outputs ...) is named in the
 report, and the import writes nothing.
 """
@@ -52,6 +55,7 @@ NEEDS = {"CVMFS": ("host_resources", "cvmfs"), "GRIDProxy": ("credentials", "gri
          "KRB5Auth": ("credentials", "kerberos")}
 _K8S_MEMORY = re.compile(r"^([0-9]+)(Ki|Mi|Gi|Ti)$")
 _WORKDIR = "{workdir}"
+GLOB = "GLOB:"  # marks a published glob among a step's outputs (a list of files, known when the job ends)
 
 
 def default_id(path: Path) -> str:
@@ -214,7 +218,7 @@ class Translation:
             pname, at = identifier(p), f"{where}.parameters.{p}"
             if isinstance(value, str) and _WORKDIR in value:
                 relative = value.replace(_WORKDIR, "", 1).lstrip("/")
-                if not value.startswith(_WORKDIR) or "{" in relative or ".." in Path(relative).parts or not relative:
+                if not value.startswith(_WORKDIR) or "{" in relative or ".." in Path(relative).parts:
                     self.report.cannot(self.source, at, f"{value!r}: a path in the job's folder must be "
                                                         "\"{workdir}/PATH\"")
                     continue
@@ -234,7 +238,10 @@ class Translation:
                     bind[pname] = f"$steps.{producer}.{identifier(output)}"
                     gathered = self.scattered.get(producer) is not None and \
                         self.scattered.get(producer) != self.scattered.get(name)
-                    params[pname] = {"type": "list", "items": {"type": "file"}} if gathered else {"type": "file"}
+                    if produced[output].startswith(GLOB) and gathered:
+                        self.report.cannot(self.source, at, "gathering a glob output over a scatter")
+                    many = gathered or produced[output].startswith(GLOB)
+                    params[pname] = {"type": "list", "items": {"type": "file"}} if many else {"type": "file"}
                 else:
                     self.report.cannot(self.source, at, f"a reference to {value['step']!r}, which is not a stage")
             elif isinstance(value, str) and references.PLACEHOLDER.search(value.replace("{{", "").replace("}}", "")):
@@ -256,7 +263,8 @@ class Translation:
                 del bind[p]
                 params.pop(p, None)
         stage_doc["bind"] = bind
-        files = {identifier(k): (v if "/" not in v else {"path": v}) for k, v in outputs.items()}
+        files = {identifier(k): {"glob": v.removeprefix(GLOB)} if v.startswith(GLOB) else v if "/" not in v
+                 else {"path": v} for k, v in outputs.items()}
         return {"schema": "recast/template/1.0.0", "name": name, "parameters": params, "process": process,
                 "environment": environment, "outputs": {"files": files}}
 
@@ -279,8 +287,8 @@ class Translation:
 
         def fill(match: re.Match) -> str:  # a path in the job's folder is {outdir}/PATH in recast
             name = match.group(1)
-            if name in workdir_paths:
-                return "{outdir}/" + workdir_paths[name]
+            if name in workdir_paths:  # the job's folder itself, or a path in it
+                return "/".join(filter(None, ["{outdir}", workdir_paths[name]]))
             if name == "workdir":
                 return "{outdir}"
             return match.group(0) if name is None else "{" + identifier(name) + "}"
@@ -288,19 +296,18 @@ class Translation:
         return {"kind": "script", "interpreter": interpreter, "script": references.PLACEHOLDER.sub(fill, body)}
 
     def publisher(self, publisher: dict, where: str, workdir_paths: dict[str, str]) -> dict[str, str] | None:
+        """Output name -> path in the job's folder; a glob's pattern is marked ``GLOB:`` (a list of files)."""
         kind = publisher.get("publisher_type")
         found: dict[str, str] = {}
         if kind == "interpolated-pub":
-            if publisher.get("glob"):
-                self.report.cannot(self.source, f"{where}.glob", "glob outputs (not yet in recast's spec)")
-                return None
+            mark = GLOB if publisher.get("glob") else ""
             for name, pattern in (publisher.get("publish") or {}).items():
                 path = self.workdir_path(pattern, workdir_paths)
                 if path is None:
                     self.report.cannot(self.source, f"{where}.publish.{name}",
                                        f"{pattern!r}: only paths in the job's folder can be published")
                     return None
-                found[name] = path
+                found[name] = mark + path
         elif kind == "frompar-pub":
             for name, parameter in (publisher.get("outputmap") or {}).items():
                 if parameter not in workdir_paths:
@@ -308,9 +315,16 @@ class Translation:
                                        f"parameter {parameter!r} is not a path in the job's folder")
                     return None
                 found[name] = workdir_paths[parameter]
+        elif kind == "fromglob-pub":
+            pattern = str(publisher.get("globexpression", ""))
+            path = self.workdir_path(pattern if pattern.startswith(_WORKDIR) else f"{_WORKDIR}/{pattern}", workdir_paths)
+            if path is None or not publisher.get("outputkey"):
+                self.report.cannot(self.source, f"{where}.globexpression", f"{pattern!r}: a glob in the job's folder "
+                                                                          "and an outputkey are needed")
+                return None
+            found[str(publisher["outputkey"])] = GLOB + path
         else:
-            self.report.cannot(self.source, f"{where}.publisher_type", f"publisher {kind!r}"
-                               + (" (glob outputs are not yet in recast's spec)" if kind == "fromglob-pub" else ""))
+            self.report.cannot(self.source, f"{where}.publisher_type", f"publisher {kind!r}")
             return None
         return found
 
@@ -394,7 +408,8 @@ def analysis_document(entry_id: str, title: str, description: str, translation: 
              for lists in stage.get("scatter", {}).values() for v in lists.values()}
     files = results if results is not None else {
         f"{stage}_{identifier(name)}": f"$steps.{stage}.{identifier(name)}"
-        for stage, outputs in translation.outputs.items() for name in outputs}
+        for stage, outputs in translation.outputs.items() for name, path in outputs.items()
+        if not path.startswith(GLOB)}  # a glob's files are no result (recast keeps results to declared files)
     return {
         "schema": "recast/analysis/1.0.0", "id": entry_id, "version": "0.1.0", "title": title,
         "description": description, "metadata": {"tags": ["imported"], **(metadata or {})},
