@@ -1,4 +1,4 @@
-"""Models of one structure share one trace and one compilation, and still give each point's own numbers.
+"""The fast paths of a scan (one trace per structure, shared channels, plain patches, direct SLSQP) give the same numbers.
 
 A scan binds every model of a structure seen before without tracing it: its
 numbers come from its own arrays (recast.likelihood.fits.CompiledFunctions).
@@ -186,3 +186,30 @@ def test_plain_patches_skip_jsonschema_only_when_it_would_accept_them(sbottom_di
 
     with pytest.raises(PatchError, match="sample field 'data'"):
         validate_patch(mutated(mutations[1]), "patch")
+
+
+def test_direct_slsqp_is_scipys_minimize_bit_for_bit(region_a, monkeypatch):
+    """The fits call scipy's SLSQP steps without scipy.optimize.minimize's wrappers: the same fits, exactly."""
+    import scipy.optimize
+
+    from recast.likelihood import fits
+    from recast.likelihood.infer import PointEngine
+
+    assert fits._slsqp_kernel() is not None, "scipy without its compiled SLSQP step: the fits use scipy.optimize.minimize"
+    compared = []
+    direct = fits.slsqp
+
+    def both(objective, x0, bounds, tolerance, maxiter):
+        ours = direct(objective, x0, bounds, tolerance, maxiter)
+        theirs = scipy.optimize.minimize(objective, x0, method="SLSQP", jac=True, bounds=bounds, tol=tolerance,
+                                         options={"maxiter": maxiter})
+        compared.append((ours, theirs))
+        return ours
+
+    monkeypatch.setattr(fits, "slsqp", both)
+    for point in region_a.points[:2]:
+        PointEngine(region_a, point, Settings(backend="jax")).cls(1.0)
+    assert len(compared) >= 6
+    for ours, theirs in compared:
+        assert np.array_equal(ours.x, theirs.x) and ours.fun == theirs.fun
+        assert (ours.nit, ours.nfev, ours.success, ours.message) == (theirs.nit, theirs.nfev, theirs.success, theirs.message)
