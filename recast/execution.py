@@ -148,8 +148,10 @@ def dry_run(analysis: Analysis, request: request_mod.Request, run_dir: Path, env
     return plan_mod.build(analysis, parameters, run_dir, environment, pinned, request.digest, run_id="(dry run)")
 
 
-def prepare(analysis: Analysis, request: request_mod.Request, run_dir: Path, environment: str) -> plan_mod.Plan:
-    """Write the run folder's request, inputs and plan; return the plan."""
+def prepare(analysis: Analysis, request: request_mod.Request, run_dir: Path, environment: str,
+            runtime: dict[str, list] | None = None) -> plan_mod.Plan:
+    """Write the run folder's request, inputs and plan (with the lists earlier stages left, ``runtime``);
+    return the plan."""
     if not analysis.runnable:
         raise RecastError(f"analysis {analysis.id!r} has no workflow to run "
                           "(a likelihood-only entry: use `recast likelihood`)")
@@ -165,7 +167,7 @@ def prepare(analysis: Analysis, request: request_mod.Request, run_dir: Path, env
     staged = request_mod.stage_inputs(request, run_dir)
     parameters = request_mod.resolved_parameters(request, staged, analysis)
     plan = plan_mod.build(analysis, parameters, run_dir, environment, pinned, request.digest,
-                          run_id=run_id(analysis, run_dir))
+                          run_id=run_id(analysis, run_dir), runtime=runtime)
     plan_path = run_dir / plan_mod.PLAN_FILE
     _write_if_changed(plan_path, json.dumps(plan.to_json(), indent=1))
     _write_if_changed(run_dir / plan_mod.CONFIG_FILE, yaml.safe_dump({"plan": str(plan_path)}))
@@ -478,6 +480,13 @@ def run(analysis: Analysis, request: request_mod.Request, run_dir: Path, environ
         for line in outcome.discarded:
             _warn(line)
         outcome.jobs_run = execute(plan, executor, cores, progress)
+        while plan.pending:  # stages that scatter over lists earlier stages left: plan them now, and run
+            known = len(plan.jobs)
+            plan = prepare(analysis, request, run_dir, environment, runtime_lists(analysis, plan))
+            if len(plan.jobs) == known:
+                raise ExecutionError(f"stages {', '.join(plan.pending)} wait for lists no stage left")
+            outcome.plan = plan
+            outcome.jobs_run += execute(plan, executor, cores, progress)
         outcome.status = "success"
         outcome.ended = _now()
         # Written together and only on success, so that a failed or interrupted
@@ -485,6 +494,34 @@ def run(analysis: Analysis, request: request_mod.Request, run_dir: Path, environ
         results.write(analysis, request, plan, executor.name)
         provenance.write(analysis, request, plan, executor.name, outcome)
     return outcome
+
+
+MAX_RUNTIME_LIST = 100_000
+
+
+def runtime_lists(analysis: Analysis, plan: plan_mod.Plan) -> dict[str, list]:
+    """The lists that stages of ``plan`` left and pending stages scatter over, read from their values.json
+    (which recast wrote), by scatter (``steps.STAGE.OUTPUT``)."""
+    from recast import files
+    from recast.spec import short
+
+    found = {}
+    for stage in analysis.stages:
+        if stage.scatter_from is None or stage.scatter in found:
+            continue
+        producer = next((j for j in plan.jobs if j.stage == stage.scatter_from[0]), None)
+        if producer is None:
+            continue  # itself pending: a later round
+        try:
+            value = json.loads(files.read_bytes(producer.outdir, producer.values_file, 256 * 2**20))[stage.scatter_from[1]]
+        except (OSError, ValueError, KeyError, RecastError) as exc:
+            raise ExecutionError(f"stage {stage.name} scatters over {stage.scatter}, which {producer.id} did not "
+                                 f"leave: {exc}") from None
+        if not isinstance(value, list) or len(value) > MAX_RUNTIME_LIST:
+            raise ExecutionError(f"stage {stage.name} scatters over {stage.scatter}: expected a list of at most "
+                                 f"{MAX_RUNTIME_LIST} elements, {producer.id} left {short(value)}")
+        found[stage.scatter] = value
+    return found
 
 
 def _warn(line: str) -> None:

@@ -89,6 +89,7 @@ class Stage:
     scatter_method: str = "over"  # over (one list) | zip (several, element by element) | cartesian (every combination)
     scatter_lists: tuple[tuple[str, str], ...] = ()  # zip/cartesian: ($item field, request list parameter)
     scatter_batch: int = 0  # > 0: each branch runs on up to this many elements ($item is then a list)
+    scatter_from: tuple[str, str] | None = None  # (stage, output): a list known only when that stage has run
 
     @property
     def branches(self) -> tuple | None:
@@ -101,6 +102,8 @@ class Stage:
 
         if self.scatter is None:
             return [None]
+        if self.scatter_from is not None:  # the list another stage left: in `parameters` once it has run
+            return self._batched(list(parameters[self.scatter]))
         if self.scatter_method == "over":
             return self._batched(list(parameters[self.scatter]))
         fields = [field for field, _ in self.scatter_lists]
@@ -130,7 +133,8 @@ class Stage:
         from recast.references import parse_or_none
 
         return set(self.after) | {ref.stage for value in self.bind.values()
-                                  if (ref := parse_or_none(value)) is not None and ref.kind == "steps"}
+                                  if (ref := parse_or_none(value)) is not None and ref.kind == "steps"} \
+            | ({self.scatter_from[0]} if self.scatter_from else set())
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,9 @@ class Plan:
     environment: str
     python: str
     jobs: list[PlannedJob] = field(default_factory=list)
+    # Stages not planned yet: they scatter over a list another stage leaves (or wait for one that does);
+    # `recast run` plans them once the lists are known (recast.execution.run).
+    pending: list[str] = field(default_factory=list)
 
     @property
     def targets(self) -> list[str]:
@@ -139,12 +142,15 @@ def new_run_id(analysis_id: str) -> str:
 
 def build(analysis: Analysis, parameters: dict[str, Any], run_dir: Path, environment: str,
           images: dict[str, Any] | None = None, request_digest: str | None = None,
-          run_id: str | None = None) -> Plan:
+          run_id: str | None = None, runtime: dict[str, list] | None = None) -> Plan:
     """Expand the workflow for resolved request ``parameters`` (files already in the run folder).
 
     ``images`` maps image names to ``{"tag", "id"}`` as recorded when they were built.
     ``run_id`` names the run (container labels, provenance); a new one when not given.
+    ``runtime`` holds the lists other stages left, by scatter (``steps.STAGE.OUTPUT``): a stage that
+    scatters over one not known yet, and every stage after it, is left ``pending``.
     """
+    runtime = runtime or {}
     run_dir = run_dir.resolve()
     images = images or {}
     request_digest = request_digest or digest(parameters)
@@ -158,8 +164,11 @@ def build(analysis: Analysis, parameters: dict[str, Any], run_dir: Path, environ
     )
     jobs_by_stage: dict[str, list[PlannedJob]] = {}
     for stage in _ordered(analysis.stages):
+        if (stage.scatter_from and stage.scatter not in runtime) or stage.upstream & set(plan.pending):
+            plan.pending.append(stage.name)
+            continue
         template = analysis.templates[stage.template]
-        items = stage.scatter_items(parameters)
+        items = stage.scatter_items({**parameters, **runtime})
         jobs_by_stage[stage.name] = []
         for branch, item in enumerate(items):
             job = _job(analysis, stage, template, branch if stage.scatter else None, item,

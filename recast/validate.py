@@ -123,7 +123,7 @@ def _batched(stage: Stage, shape):
 
 def scattered_lists(stage: Stage) -> list[tuple[str | None, str]]:
     """(``$item`` field or None, request list parameter) of each list a stage scatters over."""
-    if stage.scatter is None:
+    if stage.scatter is None or stage.scatter_from is not None:
         return []
     return list(stage.scatter_lists) if stage.scatter_method != "over" else [(None, stage.scatter)]
 
@@ -355,12 +355,15 @@ class _Checker:
             method = next((m for m in ("over", "zip", "cartesian") if m in scatter), "over")
             lists = tuple((field, ref.removeprefix("$request.")) for field, ref in scatter.get(method, {}).items()) \
                 if method != "over" else ()
+            over = scatter.get("over", "") if method == "over" else ""
+            scatter_from = tuple(over.split(".")[1:3]) if over.startswith("$steps.") else None
             stage = Stage(
                 name=sdoc["name"],
                 template=sdoc["template"],
                 bind=dict(sdoc.get("bind", {})),
-                scatter=(None if not scatter else scatter["over"].removeprefix("$request.") if method == "over"
-                         else f"{method}({', '.join(f'{f}={n}' for f, n in lists)})"),
+                scatter=(None if not scatter else over[1:] if scatter_from else over.removeprefix("$request.")
+                         if method == "over" else f"{method}({', '.join(f'{f}={n}' for f, n in lists)})"),
+                scatter_from=scatter_from,
                 after=tuple(sdoc.get("after", ())),
                 scatter_method=method,
                 scatter_lists=lists,
@@ -380,6 +383,8 @@ class _Checker:
             for dep in stage.after:
                 if dep not in by_name:
                     self.problem(f"{where}.after", f"unknown stage {dep!r}")
+            if stage.scatter_from is not None:
+                self.runtime_scatter(where, stage, by_name, templates)
             for field, name in scattered_lists(stage):
                 at = f"{where}.scatter.{stage.scatter_method}" + (f".{field}" if field else "")
                 p = request.get(name)
@@ -404,6 +409,22 @@ class _Checker:
         except CycleError as exc:
             self.problem("workflow.stages", f"the workflow has a cycle: {' -> '.join(exc.args[1])}")
         return tuple(stages)
+
+    def runtime_scatter(self, where: str, stage: Stage, by_name: dict[str, Stage], templates) -> None:
+        """A scatter over another stage's list: an unscattered stage, and an output value or a glob of it."""
+        producer_name, output = stage.scatter_from
+        producer = by_name.get(producer_name)
+        if producer is None or producer is stage:
+            self.problem(f"{where}.scatter.over", f"unknown stage {producer_name!r}" if producer is None
+                         else "a stage cannot scatter over its own outputs")
+            return
+        if producer.scatter is not None:
+            self.problem(f"{where}.scatter.over", f"stage {producer_name!r} is itself scattered: a scatter over "
+                                                  "the lists of every branch is not supported yet")
+        t = templates.get(producer.template)
+        if t is not None and output not in t.output_values and output not in t.output_globs:
+            self.problem(f"{where}.scatter.over", f"stage {producer_name!r} has no output value or glob {output!r} "
+                                                  "to scatter over (a file is one file, not a list)")
 
     def binding(self, where, stage, param, value, by_name, templates, request):
         try:
@@ -438,6 +459,14 @@ class _Checker:
         elif ref.kind == "item":
             if stage.scatter is None:
                 self.problem(where, "$item is only defined in a stage with a scatter")
+            elif stage.scatter_from is not None:
+                producer = by_name.get(stage.scatter_from[0])
+                t = templates.get(producer.template) if producer is not None else None
+                globbed = t is not None and stage.scatter_from[1] in t.output_globs
+                if ref.name is not None and globbed:
+                    self.problem(where, f"$item is one file of {stage.scatter}: it has no field {ref.name!r}")
+                else:  # a glob's element is a file; a value's is data, whatever it holds
+                    self.same_files(where, param, target, _batched(stage, "file" if globbed else None), str(ref))
             elif stage.scatter_method != "over":
                 fields = dict(stage.scatter_lists)
                 if ref.name is None:

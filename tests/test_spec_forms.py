@@ -71,16 +71,22 @@ process:
     label: {file: counted, pointer: /label}
 """
 
+def with_templates(toy: Path, **texts: str) -> dict:
+    """Write templates into the toy entry, declare them in its spec; the spec, for the caller to extend."""
+    spec = yaml.safe_load((toy / "analysis.yaml").read_text())
+    for name, text in texts.items():
+        (toy / "templates" / f"{name}.yaml").write_text(text)
+        spec["templates"][name] = f"templates/{name}.yaml"
+    return spec
+
+
 HOSTILE_LABELS = ["one; touch /tmp/recast-pwned", "$(id) `id` ${HOME}", "it's \"quoted\" {x} \\n"]
 
 
 @pytest.fixture
 def forms(toy):
     """The toy analysis with the describe and count stages, and a request whose labels are hostile."""
-    (toy / "templates" / "describe.yaml").write_text(DESCRIBE)
-    (toy / "templates" / "count.yaml").write_text(COUNT)
-    spec = yaml.safe_load((toy / "analysis.yaml").read_text())
-    spec["templates"].update(describe="templates/describe.yaml", count="templates/count.yaml")
+    spec = with_templates(toy, describe=DESCRIBE, count=COUNT)
     spec["workflow"]["stages"] += [
         {"name": "describe", "template": "describe", "scatter": {"over": "$request.points"},
          "bind": {"label": "$item.label", "x": "$item.x"}},
@@ -182,9 +188,7 @@ process:
 @pytest.fixture
 def grids(toy):
     """The toy analysis with two more stages: one zips masses with widths, one crosses them."""
-    (toy / "templates" / "pair.yaml").write_text(PAIR)
-    spec = yaml.safe_load((toy / "analysis.yaml").read_text())
-    spec["templates"]["pair"] = "templates/pair.yaml"
+    spec = with_templates(toy, pair=PAIR)
     spec["request"]["parameters"].update(masses={"type": "list", "items": {"type": "number"}, "default": []},
                                          widths={"type": "list", "items": {"type": "number"}, "default": []})
     lists = {"m": "$request.masses", "w": "$request.widths"}
@@ -315,9 +319,7 @@ outputs:
 
 @pytest.mark.parametrize("environment", ["host", pytest.param("docker", marks=pytest.mark.docker)])
 def test_a_batched_scatter_runs_several_elements_per_job(grids, tmp_path, environment):
-    (grids / "templates" / "batch_sum.yaml").write_text(BATCH_SUM)
-    spec = yaml.safe_load((grids / "analysis.yaml").read_text())
-    spec["templates"]["batch_sum"] = "templates/batch_sum.yaml"
+    spec = with_templates(grids, batch_sum=BATCH_SUM)
     spec["workflow"]["stages"].append({"name": "batched", "template": "batch_sum",
                                        "scatter": {"over": "$request.masses", "batch": 2}, "bind": {"ms": "$item"}})
     spec["results"]["values"].update(batch_sizes="$steps.batched.n", batch_totals="$steps.batched.total")
@@ -444,10 +446,7 @@ outputs:
 
 @pytest.fixture
 def globbed(toy):
-    (toy / "templates" / "fits.yaml").write_text(FITS)
-    (toy / "templates" / "collect.yaml").write_text(COLLECT)
-    spec = yaml.safe_load((toy / "analysis.yaml").read_text())
-    spec["templates"].update(fits="templates/fits.yaml", collect="templates/collect.yaml")
+    spec = with_templates(toy, fits=FITS, collect=COLLECT)
     over = {"over": "$request.points"}
     spec["workflow"]["stages"] += [
         {"name": "fits", "template": "fits", "scatter": over, "bind": {"label": "$item.label"}},
@@ -490,3 +489,87 @@ def test_glob_outputs_are_bound_to_lists_of_files_only(globbed):
     found = [f"{where}: {m}" for _, where, m in check(globbed)[1]]
     assert any("is the list of files its glob matched: parameter 'fits' must be a list of files" in p
                for p in found), found
+
+
+REGIONS = """\
+schema: recast/template/1.0.0
+name: regions
+parameters: {}
+process:
+  kind: script
+  interpreter: python3
+  script: |
+    import json, os
+    os.makedirs(os.path.join({outdir}, "fit"))
+    for region in ("SR1", "SR2", "CR"):
+        json.dump({{"region": region}}, open(os.path.join({outdir}, "fit", region + ".json"), "w"))
+    json.dump({{"regions": ["SR1", "SR2", "CR", "VR"]}}, open(os.path.join({outdir}, "list.json"), "w"))
+""" + ENVIRONMENT + """\
+outputs:
+  files:
+    listing: list.json
+    fits: {glob: "fit/*.json"}
+  values:
+    regions: {file: listing, pointer: /regions}
+"""
+
+ONE_REGION = """\
+schema: recast/template/1.0.0
+name: one_region
+parameters:
+  region: {type: string}
+process:
+  kind: script
+  interpreter: sh
+  script: |
+    printf '{{"n": %s}}' $(printf %s {region} | wc -c) > {outdir}/n.json
+""" + ENVIRONMENT + """\
+outputs:
+  files: {counted: n.json}
+  values:
+    n: {file: counted, pointer: /n}
+"""
+
+
+@pytest.fixture
+def runtime_lists(toy):
+    spec = with_templates(toy, regions=REGIONS, one_region=ONE_REGION, collect=COLLECT)
+    spec["workflow"]["stages"] += [
+        {"name": "regions", "template": "regions"},
+        {"name": "per_region", "template": "one_region", "scatter": {"over": "$steps.regions.regions"},
+         "bind": {"region": "$item"}},
+        {"name": "per_fit", "template": "collect", "scatter": {"over": "$steps.regions.fits", "batch": 2},
+         "bind": {"fits": "$item"}},
+    ]
+    spec["results"]["values"].update(lengths="$steps.per_region.n", batches="$steps.per_fit.regions")
+    (toy / "analysis.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return toy
+
+
+@pytest.mark.parametrize("environment", ["host", pytest.param("docker", marks=pytest.mark.docker)])
+def test_a_scatter_over_a_list_another_stage_leaves_is_planned_once_it_is_known(runtime_lists, tmp_path, environment):
+    assert check(runtime_lists)[1] == []
+    analysis = load_analysis(runtime_lists)
+    dry = execution.dry_run(analysis, request_mod.load(analysis, runtime_lists / "requests" / "default.yaml"),
+                            tmp_path / "dry", "host")
+    assert dry.pending == ["per_region", "per_fit"] and not any(j.stage == "per_region" for j in dry.jobs)
+    run_dir = tmp_path / "run"
+    run(runtime_lists, run_dir, environment, runtime_lists / "requests" / "default.yaml")
+    values = json.loads((run_dir / "results.json").read_text())["values"]
+    assert values["lengths"] == [3, 3, 2, 2], "one branch per element of the list the regions stage left"
+    assert values["batches"] == [["CR", "SR1"], ["SR2"]], "the glob's files, two per job, mounted read-only"
+    plan = json.loads((run_dir / ".recast" / "plan.json").read_text())
+    assert plan["pending"] == [] and sum(j["stage"] == "per_region" for j in plan["jobs"]) == 4
+    again = run(runtime_lists, run_dir, environment, runtime_lists / "requests" / "default.yaml")
+    assert again.jobs_run == [], "a second run plans the same jobs and runs nothing"
+
+
+def test_a_runtime_scatter_is_checked(runtime_lists):
+    spec = (runtime_lists / "analysis.yaml").read_text()
+    (runtime_lists / "analysis.yaml").write_text(spec.replace("$steps.regions.regions", "$steps.regions.listing"))
+    found = [f"{where}: {m}" for _, where, m in check(runtime_lists)[1]]
+    assert any("has no output value or glob 'listing' to scatter over (a file is one file, not a list)" in p
+               for p in found), found
+    (runtime_lists / "analysis.yaml").write_text(spec.replace("$steps.regions.regions", "$steps.square.y"))
+    found = [f"{where}: {m}" for _, where, m in check(runtime_lists)[1]]
+    assert any("stage 'square' is itself scattered" in p for p in found), found

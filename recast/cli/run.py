@@ -91,7 +91,7 @@ def _print_plan(plan, request_path: Path, as_json: bool) -> None:
             for job in plan.jobs]
     if as_json:
         emit_json({"dry_run": True, "run_dir": str(run_dir), "environment": plan.environment,
-                   "request_digest": plan.request_digest, "jobs": jobs})
+                   "request_digest": plan.request_digest, "jobs": jobs, "pending_stages": plan.pending})
         return
     err_console.print(f"dry run: {len(jobs)} jobs of {plan.analysis['id']} {plan.analysis['version']} on "
                       f"{request_path}, in {run_dir} (environment {plan.environment}); nothing was run or written",
@@ -99,6 +99,9 @@ def _print_plan(plan, request_path: Path, as_json: bool) -> None:
     console.print(table("plan", ["job", "image", "inputs"], [
         [j["job"], j["image"] + (f" {j['image_id'][7:19]}" if j["image_id"] else ""), "\n".join(j["inputs"])]
         for j in jobs]))
+    if plan.pending:
+        err_console.print(f"planned when the lists they scatter over are known (after the jobs above): stages "
+                          f"{', '.join(plan.pending)}", highlight=False)
 
 
 @click.command()

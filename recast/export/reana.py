@@ -57,6 +57,7 @@ def export(analysis: Analysis, request: Request, out: Path) -> Path:
     later = [f"{stage.name}.bind.{name}" for stage in analysis.stages for name, value in stage.bind.items()
              if (ref := parse_or_none(value)) is not None and ref.kind == "steps"
              and ref.output in by_stage[ref.stage].output_values]
+    later += [f"{stage.name}.scatter" for stage in analysis.stages if stage.scatter_from]
     if later:
         raise RecastError(f"{', '.join(later)} take another stage's output values, which are known only when it has "
                           "run: the REANA export writes every command in advance, so it cannot export them yet")
