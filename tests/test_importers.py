@@ -159,12 +159,18 @@ def run_and_test(catalog: Path, entry_id: str, example: str, workdir: Path) -> P
                  ["test", entry_id, "--workdir", str(catalog.parent / "test")]):
         done = recast(*args, *common)
         assert done.returncode == 0, (args, done.stdout[-3000:], done.stderr[-3000:])
+    assert f"passed {entry_id} example:{example}" in done.stdout + done.stderr, done.stdout + done.stderr
     return workdir
 
 
 @pytest.mark.docker
 def test_the_roofit_demo_runs_end_to_end_and_passes_its_test(standins, tmp_path):
-    imported(tmp_path / "catalog", "reana", ROOFIT / "reana-yadage.yaml", "--id", "roofit")
+    summary = imported(tmp_path / "catalog", "reana", ROOFIT / "reana-yadage.yaml", "--id", "roofit")
+    # REANA's Gherkin tests, where they map: files of the workspace and lines of the job logs
+    checks = load(Path(summary["path"]), "checks.yaml")["runs"]["default"]
+    assert {"steps/gendata/data.root", "steps/fitdata/plot.png", "inputs/code/gendata.C"} <= set(checks["files"])
+    assert len(checks["logs"]["logs/gendata.log"]) == 2 and len(checks["logs"]["logs/fitdata.log"]) == 1
+    assert any("sha256 checksum" in note["where"] and "not translated" in note["note"] for note in summary["notes"])
     run_dir = run_and_test(tmp_path / "catalog", "roofit", "default", tmp_path / "run")
     plot = run_dir / "steps" / "fitdata" / "plot.png"
     assert plot.read_bytes().startswith(b"\x89PNG")

@@ -3,18 +3,25 @@
 ``inputs.parameters`` become the example request ``default`` and
 ``inputs.files`` the files it names (copied beside it); the workflow is
 imported as yadage (:mod:`recast.importers.yadage`). Other workflow types
-(serial, CWL, Snakemake) are named in the report; REANA's Gherkin tests are
-not translated (a note says so).
+(serial, CWL, Snakemake) are named in the report.
+
+REANA's Gherkin tests (``tests.files``) become ``checks.yaml`` for the
+example where they map: "the workspace should contain/include PATH" (a
+stage's file, or an input file) and "the job logs for the STEP step should
+contain TEXT" (one line, or a docstring block). Every other step (engine
+logs, durations, sizes, checksums of one build's bytes) is listed in a note.
 """
 
 from __future__ import annotations
 
+import re
+import textwrap
 from pathlib import Path
 
 from recast import spec
 from recast.errors import RecastError
 from recast.importers import ImportFailed, Report
-from recast.importers.yadage import default_id, import_workflow
+from recast.importers.yadage import default_id, identifier, import_workflow
 
 
 def import_analysis(path: Path, catalog: Path, entry_id: str | None = None, force: bool = False) -> tuple[Path, Report]:
@@ -31,13 +38,74 @@ def import_analysis(path: Path, catalog: Path, entry_id: str | None = None, forc
     workflow = root / str(document["workflow"].get("file", ""))
     if not workflow.is_file():
         raise RecastError(f"{path}: workflow.file {document['workflow'].get('file')!r} not found")
-    if document.get("tests"):
-        report.note(path, "tests", "REANA's Gherkin tests are not translated into checks.yaml")
+    features = [root / f for f in ((document.get("tests") or {}).get("files") or [])]
     parameters = dict((document.get("inputs") or {}).get("parameters") or {})
     try:
         return import_workflow(workflow, catalog, entry_id or default_id(path),
                                toplevel=root, inputs={"default": parameters} if parameters else {},
                                files_root=root, description=f"Imported by `recast import reana` from {path.name}.",
-                               force=force, report=report)
+                               force=force, report=report,
+                               checks=lambda translation, request, inputs: gherkin_checks(features, translation,
+                                                                                         inputs, report))
     except ImportFailed:
         raise
+
+
+_STEP = re.compile(r"^\s*(?:Then|And|But)\s+(.*)$")
+_WORKSPACE = re.compile(r'the workspace should (?:contain|include) "([^"]+)"$')
+_JOB_LOG = re.compile(r'the job logs for the "([^"]+)" step should contain(?: "(.*)")?$')
+
+
+def gherkin_checks(features: list[Path], translation, inputs: dict[str, dict], report: Report) -> dict | None:
+    """checks.yaml (runs.default) from REANA's Gherkin feature files, where their steps map."""
+    if not features or "default" not in inputs:
+        return None
+    stages = {s["name"]: s for s in translation.stages}
+    example_files = {v for v in inputs["default"].values() if isinstance(v, str)}
+    expect: dict = {"files": [], "logs": {}}
+    for feature in features:
+        try:
+            lines = feature.read_text().splitlines()
+        except OSError as exc:
+            report.note(feature, "", f"not read: {exc.strerror}")
+            continue
+        i = 0
+        while i < len(lines):
+            match = _STEP.match(lines[i])
+            i += 1
+            if not match:
+                continue
+            step = match.group(1).strip()
+            if workspace := _WORKSPACE.match(step):
+                mapped = _run_path(workspace.group(1), stages, example_files)
+                if mapped:
+                    expect["files"].append(mapped)
+                else:
+                    report.note(feature, step, "not translated: no stage or input file has this path")
+            elif log := _JOB_LOG.match(step):
+                text = log.group(2)
+                if text is None and i < len(lines) and lines[i].strip() == '"""':
+                    end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == '"""'), None)
+                    if end is not None:
+                        block = textwrap.dedent("\n".join(lines[i + 1:end]))
+                        text, i = block, end + 1
+                name = identifier(log.group(1), lower=True)
+                if text is None or name not in stages or "scatter" in stages[name]:
+                    report.note(feature, step, "not translated: a log check of an unknown or scattered step")
+                    continue
+                expect["logs"].setdefault(f"logs/{name}.log", []).append(re.escape(text))
+            else:
+                report.note(feature, step, "not translated (recast's checks compare files, values and job logs)")
+    expect = {k: v for k, v in expect.items() if v}
+    return {"schema": "recast/checks/1.0.0", "runs": {"default": expect}} if expect else None
+
+
+def _run_path(workspace_path: str, stages: dict[str, dict], example_files: set[str]) -> str | None:
+    """A yadage workspace path as a run folder path: a stage's file, or an input file of the example."""
+    first, _, rest = workspace_path.partition("/")
+    name = identifier(first, lower=True)
+    if name in stages and "scatter" not in stages[name] and rest:
+        return f"steps/{name}/{rest}"
+    if workspace_path in example_files:
+        return f"inputs/{workspace_path}"
+    return None

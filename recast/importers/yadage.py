@@ -463,9 +463,10 @@ def import_workflow(workflow: Path, catalog: Path, entry_id: str, *, toplevel: P
                     inputs: dict[str, dict] | None = None, files_root: Path | None = None, title: str | None = None,
                     description: str | None = None, metadata: dict | None = None,
                     results: list[dict] | None = None, force: bool = False,
-                    report: Report | None = None) -> tuple[Path, Report]:
+                    report: Report | None = None, checks=None) -> tuple[Path, Report]:
     """Translate ``workflow`` and install it as ``catalog/entry_id``; raises ImportFailed (nothing written)
-    when any feature cannot be translated. ``results`` are recast-atlas's (name, relpath) results."""
+    when any feature cannot be translated. ``results`` are recast-atlas's (name, relpath) results;
+    ``checks(translation, request, inputs)``, if given, makes the entry's checks.yaml (or None)."""
     from recast.importers import install
 
     report = report or Report(str(workflow))
@@ -492,6 +493,13 @@ def import_workflow(workflow: Path, catalog: Path, entry_id: str, *, toplevel: P
         entry_id, title or f"{workflow.parent.name}/{workflow.name} (imported from yadage)",
         description or f"Imported by `recast import` from the yadage workflow {workflow.name}.",
         translation, request, {name: f"examples/{name}.yaml" for name in inputs}, metadata, declared)
-    target = install(catalog, entry_id,
-                     lambda folder: write_entry(folder, document, translation, inputs, files_root, request), force)
-    return target, report
+    checks_document = checks(translation, request, inputs) if checks else None
+    if checks_document:
+        document["checks"] = "checks.yaml"
+
+    def write(folder: Path) -> None:
+        write_entry(folder, document, translation, inputs, files_root, request)
+        if checks_document:
+            _dump(folder / "checks.yaml", checks_document)
+
+    return install(catalog, entry_id, write, force), report
