@@ -248,3 +248,25 @@ def test_glob_publishers_become_glob_outputs_bound_to_lists_of_files(tmp_path):
     merge_template = load(entry, "templates/merge.yaml")
     assert merge_template["parameters"]["inputs"] == {"type": "list", "items": {"type": "file"}}
     assert "$steps.hist.hists" in load(entry, "analysis.yaml")["workflow"]["stages"][1]["bind"].values()
+
+
+def test_a_scatter_over_the_files_another_stage_globbed_is_imported_as_a_runtime_scatter(tmp_path):
+    workflow = tmp_path / "src" / "workflow.yml"
+    workflow.parent.mkdir()
+    env = {"environment_type": "docker-encapsulated", "image": "busybox"}
+    workflow.write_text(yaml.safe_dump({"stages": [
+        {"name": "split", "dependencies": ["init"], "scheduler": {
+            "scheduler_type": "singlestep-stage", "parameters": {"outdir": "{workdir}"},
+            "step": {"process": {"process_type": "string-interpolated-cmd", "cmd": "split-into-chunks {outdir}"},
+                     "publisher": {"publisher_type": "fromglob-pub", "globexpression": "chunk_*.txt",
+                                   "outputkey": "chunks"}, "environment": env}}},
+        {"name": "process", "dependencies": ["split"], "scheduler": {
+            "scheduler_type": "multistep-stage", "scatter": {"method": "zip", "parameters": ["chunk"]},
+            "parameters": {"chunk": {"step": "split", "output": "chunks"}, "out": "{workdir}/out.txt"},
+            "step": {"process": {"process_type": "string-interpolated-cmd", "cmd": "wc -l {chunk} > {out}"},
+                     "publisher": {"publisher_type": "frompar-pub", "outputmap": {"out": "out"}},
+                     "environment": env}}}]}))
+    entry = Path(imported(tmp_path / "catalog", "yadage", workflow, "--id", "chunks")["path"])
+    stage = load(entry, "analysis.yaml")["workflow"]["stages"][1]
+    assert stage["scatter"] == {"over": "$steps.split.chunks"} and stage["bind"]["chunk"] == "$item"
+    assert load(entry, "templates/process.yaml")["parameters"]["chunk"] == {"type": "file"}

@@ -6,8 +6,9 @@ What is translated, feature by feature:
   against ``--toplevel`` (default: the workflow's folder, then up to two
   folders above it), never outside it;
 - stages: ``singlestep-stage``, and ``multistep-stage`` whose ``scatter``
-  (``zip`` or ``cartesian``) runs over init parameters; ``dependencies``
-  become ``after``;
+  (``zip`` or ``cartesian``) runs over init parameters, or over the files an
+  unscattered stage's glob published (a scatter recast plans once they are
+  known); ``dependencies`` become ``after``;
 - parameters: ``{step: init, output: X}`` becomes the request parameter X
   (typed from the example inputs: integer, number, string, a list of them, or
   a file when the value names a file beside the inputs);
@@ -186,11 +187,16 @@ class Translation:
                 value = parameters.get(p)
                 if isinstance(value, dict) and value.get("step") == "init" and isinstance(value.get("output"), str):
                     lists[identifier(p)] = f"$request.{value['output']}"
+                elif isinstance(value, dict) and (over := self.runtime_list(value)) and len(scattered_params) == 1:
+                    lists = None
+                    stage_doc["scatter"] = {"over": over}  # the files another stage's glob matched
                 else:
                     self.report.cannot(self.source, f"{where}.scheduler.parameters.{p}",
-                                       "a scatter over another stage's outputs or a literal list (recast scatters "
-                                       "over request lists)")
-            stage_doc["scatter"] = {method: lists}
+                                       "a scatter over a literal list, over another stage's outputs zipped with "
+                                       "others, or over outputs that are not the files of an unscattered stage's "
+                                       "glob")
+            if lists is not None:
+                stage_doc["scatter"] = {method: lists}
         self.scattered[name] = (f"{scatter.get('method')}:{sorted(scattered_params)}" if scatter else None)
         step = scheduler.get("step")
         if not isinstance(step, dict):
@@ -206,6 +212,15 @@ class Translation:
             stage_doc["after"] = [d for d in after if d not in bound]
         self.templates[name] = template
         self.stages.append(stage_doc)
+
+    def runtime_list(self, value: dict) -> str | None:
+        """``$steps.S.O`` when ``value`` names the glob output O of an unscattered stage S (a list known when S
+        has run, which recast can scatter over), else None."""
+        producer = self.names.get(value.get("step"))
+        path = self.outputs.get(producer, {}).get(value.get("output")) if producer else None
+        if path is None or not path.startswith(GLOB) or self.scattered.get(producer) is not None:
+            return None
+        return f"$steps.{producer}.{identifier(value['output'])}"
 
     # -- one step: template and bindings -------------------------------------------
 
@@ -223,6 +238,8 @@ class Translation:
                                                         "\"{workdir}/PATH\"")
                     continue
                 workdir_paths[p] = relative
+            elif isinstance(value, dict) and p in scattered and value.get("step") != "init" and self.runtime_list(value):
+                bind[pname], params[pname] = "$item", {"type": "file"}  # one file of the list per branch
             elif isinstance(value, dict) and set(value) >= {"step", "output"}:
                 output = value["output"]
                 if value["step"] == "init":
@@ -405,7 +422,7 @@ def analysis_document(entry_id: str, title: str, description: str, translation: 
     used = {ref.name for stage in translation.stages for v in stage.get("bind", {}).values()
             if (ref := references.parse_or_none(v)) is not None and ref.kind == "request"}
     used |= {v.removeprefix("$request.") for stage in translation.stages
-             for lists in stage.get("scatter", {}).values() for v in lists.values()}
+             for lists in stage.get("scatter", {}).values() if isinstance(lists, dict) for v in lists.values()}
     files = results if results is not None else {
         f"{stage}_{identifier(name)}": f"$steps.{stage}.{identifier(name)}"
         for stage, outputs in translation.outputs.items() for name, path in outputs.items()
