@@ -270,3 +270,36 @@ def test_a_scatter_over_the_files_another_stage_globbed_is_imported_as_a_runtime
     stage = load(entry, "analysis.yaml")["workflow"]["stages"][1]
     assert stage["scatter"] == {"over": "$steps.split.chunks"} and stage["bind"]["chunk"] == "$item"
     assert load(entry, "templates/process.yaml")["parameters"]["chunk"] == {"type": "file"}
+
+
+@pytest.mark.docker
+def test_the_roofit_demo_in_its_snakemake_form_imports_runs_and_passes_its_test(standins, tmp_path):
+    """The Snakefile is read through Snakemake's parser and never run; its rules become stages."""
+    summary = imported(tmp_path / "catalog", "reana", ROOFIT / "reana-snakemake.yaml", "--id", "roofit-snakemake")
+    entry = Path(summary["path"])
+    analysis = load(entry, "analysis.yaml")
+    assert [s["name"] for s in analysis["workflow"]["stages"]] == ["gendata", "fitdata"]
+    assert analysis["workflow"]["stages"][1]["bind"]["data"] == "$steps.gendata.output0"
+    assert analysis["results"]["files"] == {"plot": "$steps.fitdata.output0"}
+    assert load(entry, "templates/gendata.yaml")["process"]["script"] == \
+        "mkdir -p results && root -b -q '{gendata_tool}({events},\"{outdir}/results/data.root\")'"
+    checks = load(entry, "checks.yaml")["runs"]["default"]
+    assert {"steps/gendata/results/data.root", "steps/fitdata/results/plot.png"} <= set(checks["files"])
+    run_dir = run_and_test(tmp_path / "catalog", "roofit-snakemake", "default", tmp_path / "run")
+    assert (run_dir / "steps" / "fitdata" / "results" / "plot.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_snakefile_is_never_run_and_what_needs_python_is_reported(tmp_path):
+    root = tmp_path / "analysis"
+    root.mkdir()
+    (root / "Snakefile").write_text(
+        "import os\nos.system('touch " + str(tmp_path / "pwned") + "')\n"
+        "rule a:\n    output: 'out/{sample}.txt'\n    container: 'docker://busybox'\n    shell: 'touch {output}'\n"
+        "rule b:\n    output: 'b.txt'\n    run:\n        open(output[0], 'w').write('x')\n")
+    (root / "reana.yaml").write_text("inputs: {parameters: {}}\nworkflow: {type: snakemake, file: Snakefile}\n")
+    done = recast("import", "reana", str(root / "reana.yaml"), "--catalog", str(tmp_path / "catalog"))
+    assert done.returncode == 1 and not (tmp_path / "pwned").exists()
+    for feature in ("line 1: top-level Python code", "rule a: output 'out/{sample}.txt': a wildcard",
+                    "rule b: a run: block (Python code)"):
+        assert feature in done.stderr, done.stderr
+    assert not (tmp_path / "catalog").exists()

@@ -30,9 +30,10 @@ def import_analysis(path: Path, catalog: Path, entry_id: str | None = None, forc
         raise RecastError(f"{path}: not a reana.yaml (expected inputs, workflow, outputs)")
     report = Report(str(path))
     kind = document["workflow"].get("type")
+    if kind == "snakemake":
+        return import_snakemake(path, document, catalog, entry_id, force, report)
     if kind != "yadage":
-        report.cannot(path, "workflow.type", f"a {kind} workflow (recast imports yadage ones; export to REANA's "
-                                             "snakemake with `recast export reana`)")
+        report.cannot(path, "workflow.type", f"a {kind} workflow (recast imports yadage and snakemake ones)")
         report.raise_if_unsupported()
     root = path.parent
     workflow = root / str(document["workflow"].get("file", ""))
@@ -45,8 +46,9 @@ def import_analysis(path: Path, catalog: Path, entry_id: str | None = None, forc
                                toplevel=root, inputs={"default": parameters} if parameters else {},
                                files_root=root, description=f"Imported by `recast import reana` from {path.name}.",
                                force=force, report=report,
-                               checks=lambda translation, request, inputs: gherkin_checks(features, translation,
-                                                                                         inputs, report))
+                               checks=lambda translation, request, inputs: gherkin_checks(
+                                   features, translation.stages, inputs, report,
+                                   lambda p, files: _run_path(p, {s["name"]: s for s in translation.stages}, files)))
     except ImportFailed:
         raise
 
@@ -56,11 +58,13 @@ _WORKSPACE = re.compile(r'the workspace should (?:contain|include) "([^"]+)"$')
 _JOB_LOG = re.compile(r'the job logs for the "([^"]+)" step should contain(?: "(.*)")?$')
 
 
-def gherkin_checks(features: list[Path], translation, inputs: dict[str, dict], report: Report) -> dict | None:
-    """checks.yaml (runs.default) from REANA's Gherkin feature files, where their steps map."""
+def gherkin_checks(features: list[Path], stages: list[dict], inputs: dict[str, dict], report: Report,
+                   locate) -> dict | None:
+    """checks.yaml (runs.default) from REANA's Gherkin feature files, where their steps map; ``locate(path,
+    example_files)`` is a workspace path's place in a recast run folder, or None."""
     if not features or "default" not in inputs:
         return None
-    stages = {s["name"]: s for s in translation.stages}
+    stages = {s["name"]: s for s in stages}
     example_files = {v for v in inputs["default"].values() if isinstance(v, str)}
     expect: dict = {"files": [], "logs": {}}
     for feature in features:
@@ -77,7 +81,7 @@ def gherkin_checks(features: list[Path], translation, inputs: dict[str, dict], r
                 continue
             step = match.group(1).strip()
             if workspace := _WORKSPACE.match(step):
-                mapped = _run_path(workspace.group(1), stages, example_files)
+                mapped = locate(workspace.group(1), example_files)
                 if mapped:
                     expect["files"].append(mapped)
                 else:
@@ -109,3 +113,50 @@ def _run_path(workspace_path: str, stages: dict[str, dict], example_files: set[s
     if workspace_path in example_files:
         return f"inputs/{workspace_path}"
     return None
+
+
+def import_snakemake(path: Path, document: dict, catalog: Path, entry_id: str | None, force: bool,
+                     report: Report) -> tuple[Path, Report]:
+    """A REANA analysis whose workflow is a Snakefile (rules without wildcards): see recast/importers/snakemake.py."""
+    from recast.importers import install
+    from recast.importers import snakemake
+    from recast.importers.yadage import _dump, analysis_document, write_entry
+
+    root = path.parent
+    snakefile = root / str(document["workflow"].get("file", ""))
+    if not snakefile.is_file():
+        raise RecastError(f"{path}: workflow.file {document['workflow'].get('file')!r} not found")
+    parameters = dict((document.get("inputs") or {}).get("parameters") or {})
+    config = parameters
+    if isinstance(parameters.get("input"), str) and (root / parameters["input"]).is_file():
+        config = dict(spec.load_document(root / parameters["input"]) or {})  # REANA's configfile convention
+    translation = snakemake.translate(snakefile, root, config, report)
+    made = {p: stage for stage, outputs in translation.outputs.items() for p in outputs.values()}
+    named = {p: (stage, name) for stage, outputs in translation.outputs.items() for name, p in outputs.items()}
+    results = {}
+    for i, wanted in enumerate((document.get("outputs") or {}).get("files") or []):
+        if wanted in named:
+            results[identifier(Path(wanted).stem, lower=True)] = f"$steps.{named[wanted][0]}.{named[wanted][1]}"
+        else:
+            report.note(path, f"outputs.files[{i}]", f"{wanted!r} is no rule's output: not a declared result")
+    report.raise_if_unsupported()
+    entry_id = entry_id or default_id(path)
+    inputs = {"default": {k: v for k, v in config.items() if k in translation.request}}
+    document_out = analysis_document(entry_id, f"{root.name} (imported from REANA, snakemake)",
+                                     f"Imported by `recast import reana` from {path.name} ({snakefile.name}).",
+                                     translation, translation.request, {"default": "examples/default.yaml"},
+                                     None, results)
+    features = [root / f for f in ((document.get("tests") or {}).get("files") or [])]
+    checks = gherkin_checks(features, translation.stages, inputs, report,
+                            lambda p, files: f"steps/{made[p]}/{p}" if p in made
+                            else f"inputs/{p}" if p in files else None)
+    if checks:
+        document_out["checks"] = "checks.yaml"
+
+    def write(folder: Path) -> None:
+        write_entry(folder, document_out, translation, inputs, root, translation.request)
+        snakemake.copy_entry_files(folder, translation)
+        if checks:
+            _dump(folder / "checks.yaml", checks)
+
+    return install(catalog, entry_id, write, force), report
