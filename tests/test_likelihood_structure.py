@@ -12,7 +12,7 @@ import copy
 
 import numpy as np
 import pytest
-from likelihood_helpers import assert_cls_close, patch_path, sbottom_dir  # noqa: F401
+from likelihood_helpers import assert_cls_close, onelbb, onelbb_dir, patch_path, sbottom_dir  # noqa: F401
 
 from recast.likelihood import SignalPoint, cls, load_workspace, scan
 from recast.likelihood.fits import CompiledFunctions, Fitter
@@ -85,7 +85,9 @@ def test_a_signal_sample_sorted_elsewhere_is_another_structure(region_a):
     settings = Settings(backend="jax")
     for p in (point, other):
         Fitter(region_a.model_and_data(p, settings.modifier_settings)[0], backend="jax", functions=functions)
-    assert functions.traces == 2 and functions.retraced == 0
+    # the same shapes, another program: the first point's template is tried, fails the check against
+    # pyhf, and the renamed point is traced
+    assert functions.traces == 2 and functions.retraced == 1
     result = scan(region_a, [*region_a.points[:2], other], backend="jax", workers=1, progress=False)
     rows = {r["point"]: r for r in result["points"]}
     # the same signal under another name: the same CLs
@@ -213,3 +215,20 @@ def test_direct_slsqp_is_scipys_minimize_bit_for_bit(region_a, monkeypatch):
     for ours, theirs in compared:
         assert np.array_equal(ours.x, theirs.x) and ours.fun == theirs.fun
         assert (ours.nit, ours.nfev, ours.success, ours.message) == (theirs.nit, theirs.nfev, theirs.success, theirs.message)
+
+
+def test_points_with_other_systematics_but_the_same_shapes_share_a_trace(onelbb):
+    """1Lbb's points carry different systematics (other parameter names): one trace serves those of equal shapes,
+    and each still gets its own numbers (compared with its own trace at random parameter points)."""
+    functions = CompiledFunctions()
+    settings = Settings(backend="jax")
+    points = onelbb.points[::12][:6]
+    names = set()
+    for point in points:
+        model, data = onelbb.model_and_data(point, settings.modifier_settings)
+        names.add(tuple(model.config.par_order))
+        fitter = Fitter(model, backend="jax", functions=functions)
+        traced = Fitter(model, backend="jax", functions=CompiledFunctions())
+        assert _compare(fitter, traced, np.asarray(data, dtype=float)) <= 1e-10
+    assert len(names) > 1, "the chosen points should have different parameters"
+    assert functions.traces < len(points) and functions.retraced == 0

@@ -88,7 +88,10 @@ class CompiledFunctions:
         import jax
 
         signature = (kind, grad, _model_signature(model)) if model is not None else None
-        template = None if trace or signature is None else self._templates.get(signature)
+        # a model of another parameter set but the same shapes (1Lbb's points carry different
+        # systematics) may still be the same program: tried, and checked like any template
+        coarse = (kind, grad, _shape_signature(model)) if model is not None else None
+        template = None if trace or signature is None else self._templates.get(signature) or self._templates.get(coarse)
         if template is not None:
             key, jaxpr, template_consts, paths = template
             consts = [jax.device_put(_resolve(model, path, const)) for path, const in zip(paths, template_consts)]
@@ -103,7 +106,7 @@ class CompiledFunctions:
             self.traces += 1
             if signature is not None:
                 self.retraced += trace
-                self._templates[signature] = (key, jaxpr, consts, _const_paths(model, closed.consts))
+                self._templates[signature] = self._templates[coarse] = (key, jaxpr, consts, _const_paths(model, closed.consts))
         jitted = self._jitted.get(key)
         if jitted is None:
 
@@ -146,6 +149,23 @@ def _model_signature(model) -> tuple:
         tuple(tuple(m) for m in config.modifiers),
         tuple(sorted(config.channel_nbins.items())),
         tuple(config.auxdata_order),
+        repr(getattr(config, "modifier_settings", None)),
+        config.poi_index,
+    )
+
+
+def _shape_signature(model) -> tuple:
+    """The shapes of a model's program without the names: parameters' sizes, bins, samples, modifiers by type."""
+    config = model.config
+    kinds: dict[str, int] = {}
+    for _, kind in config.modifiers:
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return (
+        tuple(config.param_set(name).n_parameters for name in config.par_order),
+        tuple(config.channel_nbins[c] for c in config.channels),
+        len(config.samples),
+        tuple(sorted(kinds.items())),
+        len(config.auxdata),
         repr(getattr(config, "modifier_settings", None)),
         config.poi_index,
     )
