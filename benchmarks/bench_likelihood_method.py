@@ -12,7 +12,8 @@ For each likelihood chosen with ``--likelihood`` (repeatable):
 
 ours: ``recast.likelihood.scan`` with the *default* settings (what
 ``recast likelihood scan`` runs: backend auto, method fast, one process),
-in process, including the first point's compilation; baseline: a sequential
+in process, including the first point's compilation (on a new, empty
+persistent compilation cache unless ``--warm-cache``: a cold start); baseline: a sequential
 in-process loop of ``pyhf.infer.hypotest`` (numpy, pyhf's defaults) on the
 first ``--baseline-points`` of the same points, timed per point from the
 workspace (model building included, as a user's loop does). The ratio is the
@@ -166,7 +167,14 @@ def main() -> int:
     parser.add_argument("--likelihood", action="append", choices=LIKELIHOODS)
     parser.add_argument("--points", type=int, default=40)
     parser.add_argument("--baseline-points", type=int, default=8, help="points of the pyhf loop (time per point is compared)")
+    parser.add_argument("--warm-cache", action="store_true",
+                        help="use recast's persistent jax compilation cache (default: a new empty one, a cold start)")
     args = parser.parse_args()
+    import os
+
+    cold = None if args.warm_cache else tempfile.TemporaryDirectory(prefix="bench-method-jax-")
+    if cold is not None:
+        os.environ["RECAST_JAX_CACHE"] = cold.name  # read when jax is first used: nothing compiled before
     from recast.likelihood import scan
 
     ok = True
@@ -206,7 +214,8 @@ def main() -> int:
                     difference = converged
                 worst = max(worst, difference)
             doubtful = [r["point"] for r in result["points"] if r.get("fit_quality", {}).get("status") == "doubtful"]
-            print(f"{description}: ours {ours:.1f} s ({per_ours:.3f} s/point, backend {result['settings']['backend']}); "
+            print(f"{description}: ours {ours:.1f} s ({per_ours:.3f} s/point, backend {result['settings']['backend']}, "
+                  f"{'warm' if args.warm_cache else 'cold'} compilation cache); "
                   f"pyhf loop {loop:.1f} s for {len(baseline_points)} points ({per_loop:.3f} s/point): "
                   f"{per_loop / per_ours:.1f}x per point; largest relative CLs difference {worst:.1e}; "
                   f"failed {result['failed']}, doubtful {len(doubtful)} {doubtful[:3]}", flush=True)
