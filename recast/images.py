@@ -36,11 +36,13 @@ files themselves are never hashed (recast writes them after a build).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import subprocess
+import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -605,14 +607,32 @@ def pull_pinned(api, image_id: str, reference: str) -> None:
         raise RecastError(f"{reference[:120]!r} is not REPOSITORY@sha256:DIGEST: only a digest names one image "
                           "for good, so nothing else is pulled")
     repository, digest = reference.split("@")
-    try:
-        api.pull(repository, tag=digest)
-    except docker.errors.APIError as err:
-        raise RecastError(f"pulling {reference} failed: {err.explanation or err}") from None
-    found = find_image(api, reference)
-    if found != image_id:
+    # Jobs of one run pull the same image at once: one at a time, or one job's removal of a wrong image
+    # would leave the other looking at nothing ("is image None") instead of at what the registry gave.
+    with _pull_lock(reference):
         try:
-            api.remove_image(reference)
-        except docker.errors.APIError:
-            pass  # in use, or shared with another tag: left as it is, and never run
-        raise RecastError(f"{reference} is image {found}, not the pinned {image_id}: refused")
+            api.pull(repository, tag=digest)
+        except docker.errors.APIError as err:
+            raise RecastError(f"pulling {reference} failed: {err.explanation or err}") from None
+        found = find_image(api, reference)
+        if found != image_id:
+            try:
+                api.remove_image(reference)
+            except docker.errors.APIError:
+                pass  # in use, or shared with another tag: left as it is, and never run
+            raise RecastError(f"{reference} is image {found}, not the pinned {image_id}: refused")
+
+
+@contextlib.contextmanager
+def _pull_lock(reference: str):
+    """An exclusive lock per image reference among this user's processes on this machine."""
+    import fcntl
+
+    name = hashlib.sha256(reference.encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"recast-pull-{os.getuid()}-{name}.lock"
+    with open(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600), "r+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
