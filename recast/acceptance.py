@@ -205,7 +205,7 @@ def test_step(analysis: Analysis, step: str, workdir: Path, environment: str,
                   image=ImageRef(template.image, image.get("tag"), image.get("id"), analysis.id), env=template.env,
                   cores=template.resources.cores, memory_bytes=template.resources.memory_bytes,
                   time_limit_s=template.resources.time_limit_s, network=template.network, log_path=log,
-                  output_bytes=template.resources.output_bytes)
+                  output_bytes=template.resources.output_bytes, workdir=template.workdir)
         job = provide(job, list(template.host_resources), list(template.credentials))
         outcome = get_environment(environment).run(job)
         if outcome.exit_code != 0:

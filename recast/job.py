@@ -224,7 +224,7 @@ def run(plan_path: str, job_id: str) -> int:
                        job.image.get("registry")),
         env=job.env, cores=job.cores, memory_bytes=job.memory_bytes,
         time_limit_s=job.time_limit_s, network=job.network, log_path=Path(job.log),
-        output_bytes=job.output_bytes,
+        output_bytes=job.output_bytes, workdir=job.workdir,
     )
     try:
         if job.deferred:  # values of other jobs, read now that they have run

@@ -68,6 +68,7 @@ class Template:
     output_directories: frozenset[str] = frozenset()  # names of output_files that are whole folders
     output_globs: dict[str, str] = field(default_factory=dict)  # name -> pattern: the files matching when it ends
     host_resources: tuple[str, ...] = ()  # read-only host folders it needs, by name (recast/host_resources.py)
+    workdir: str | None = None  # where the command starts, inside the image (default: its output folder)
     credentials: tuple[str, ...] = ()  # credential files it needs, by name
 
     @property

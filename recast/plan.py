@@ -64,6 +64,7 @@ class PlannedJob:
     deferred: dict[str, list] = field(default_factory=dict)
     process: dict[str, Any] | None = None
     values: dict[str, Any] | None = None
+    workdir: str | None = None  # where the command starts, inside the image (None: its output folder)
     host_resources: list[str] = field(default_factory=list)  # names, provided by the machine at run time
     credentials: list[str] = field(default_factory=list)  # names, supplied by the machine at run time
 
@@ -233,6 +234,7 @@ def _job(analysis, stage, template, branch, item, parameters, jobs_by_stage, run
         output_globs=dict(template.output_globs),
         host_resources=list(template.host_resources),
         credentials=list(template.credentials),
+        workdir=template.workdir,
         deferred=deferred,
         process=dict(template.process) if deferred else None,
         values={k: v for k, v in values.items() if k not in deferred} if deferred else None,

@@ -319,6 +319,7 @@ class _Checker:
             output_values=values,
             output_directories=directories,
             output_globs=globs,
+            workdir=environment.get("workdir"),
             host_resources=tuple(environment.get("host_resources", ())),
             credentials=tuple(environment.get("credentials", ())),
         ), doc

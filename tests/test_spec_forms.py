@@ -573,3 +573,33 @@ def test_a_runtime_scatter_is_checked(runtime_lists):
     (runtime_lists / "analysis.yaml").write_text(spec.replace("$steps.regions.regions", "$steps.square.y"))
     found = [f"{where}: {m}" for _, where, m in check(runtime_lists)[1]]
     assert any("stage 'square' is itself scattered" in p for p in found), found
+
+
+WHERE = """\
+schema: recast/template/1.0.0
+name: where
+parameters: {}
+process:
+  kind: script
+  interpreter: sh
+  script: pwd > {outdir}/pwd.txt
+environment:
+  kind: image
+  image: toy
+  workdir: WORKDIR
+outputs:
+  files: {pwd: pwd.txt}
+"""
+
+
+@pytest.mark.parametrize("environment", ["host", pytest.param("docker", marks=pytest.mark.docker)])
+def test_a_template_workdir_is_where_its_command_starts(toy, tmp_path, environment):
+    workdir = "/usr/share" if environment == "docker" else str(tmp_path)
+    spec = with_templates(toy, where=WHERE.replace("WORKDIR", workdir))
+    spec["workflow"]["stages"].append({"name": "where", "template": "where"})
+    (toy / "analysis.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert check(toy)[1] == []
+    run(toy, tmp_path / "run", environment, toy / "requests" / "default.yaml")
+    assert (tmp_path / "run" / "steps" / "where" / "pwd.txt").read_text().strip() == workdir
+    (toy / "templates" / "where.yaml").write_text(WHERE.replace("WORKDIR", "/opt/../etc"))
+    assert any(where == "environment.workdir" for _, where, _ in check(toy)[1])

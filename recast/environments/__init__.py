@@ -48,6 +48,7 @@ class Job:
     network: bool = False
     log_path: Path | None = None  # stdout+stderr of the command go here
     output_bytes: int = 2 * 1024**3  # the most the output folder (and the log) may hold
+    workdir: str | None = None  # where the command starts (None: outdir)
     # What the machine provides for the job's declared needs (recast/host_resources.py):
     host_mounts: list = field(default_factory=list)  # [host folder, path in the job], read-only
     credentials: list = field(default_factory=list)  # [name, host file, variable]: never recorded

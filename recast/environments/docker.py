@@ -155,7 +155,7 @@ class DockerEnvironment:
         try:
             create = lambda: api.create_container(  # noqa: E731
                 image.id, command=list(job.argv), user=details["user"],
-                working_dir=str(job.outdir), environment=environment, labels=labels,
+                working_dir=job.workdir or str(job.outdir), environment=environment, labels=labels,
                 host_config=host_config, stdin_open=False, tty=False,
             )["Id"]
             try:

@@ -59,7 +59,7 @@ class HostEnvironment:
         try:
             try:
                 proc = subprocess.Popen(
-                    job.argv, cwd=job.outdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                    job.argv, cwd=job.workdir or job.outdir, env=env, stdout=log, stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL, start_new_session=True,
                 )
             except OSError as exc:

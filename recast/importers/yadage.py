@@ -364,9 +364,13 @@ class Translation:
             self.report.cannot(self.source, f"{where}.environment_type",
                                f"environment {environment.get('environment_type')!r}")
             return None
-        for key in ("envscript", "workdir", "par_mounts"):
+        for key in ("envscript", "par_mounts"):
             if environment.get(key):
                 self.report.cannot(self.source, f"{where}.{key}", f"{key} (not yet in recast's spec)")
+        workdir = environment.get("workdir")
+        if workdir is not None and not (isinstance(workdir, str) and re.fullmatch(r"/[A-Za-z0-9_.+/-]*", workdir)
+                                        and ".." not in workdir.split("/")):
+            self.report.cannot(self.source, f"{where}.workdir", f"{workdir!r}: an absolute folder inside the image")
         image = str(environment.get("image", ""))
         reference = f"{image}:{environment.get('imagetag', 'latest')}" if "@" not in image else image
         key = identifier(image.rsplit("/", 1)[-1].split("@")[0])
@@ -387,7 +391,8 @@ class Translation:
                     needs[kind].append(name)
             else:
                 self.report.cannot(self.source, f"{where}.resources", f"the resource {resource!r}")
-        return {"kind": "image", "image": key, **({"resources": resources} if resources else {}), **needs}
+        return {"kind": "image", "image": key, **({"resources": resources} if resources else {}), **needs,
+                **({"workdir": workdir} if workdir else {})}
 
 
 def translate(workflow_path: Path, toplevel: Path | None, inputs: dict[str, dict], files_root: Path | None,
