@@ -122,7 +122,7 @@ def test_what_cannot_be_translated_is_reported_per_feature_and_file_and_nothing_
     for feature in ("stages[0].scheduler.step.process.interpreter: interpreter 'perl'",
                     "stages[0].scheduler.step.publisher.publisher_type: publisher 'constant-pub'",
                     "stages[0].scheduler.step.environment.resources: the resource 'FPGA'",
-                    "stages[1].scheduler.workflow: a nested sub-workflow"):
+                    "stages[1].scheduler.workflow: a sub-workflow without stages"):
         assert f"{workflow}: {feature}" in done.stderr, done.stderr
     assert "(nothing was written)" in done.stderr
     assert not (tmp_path / "catalog").exists()
@@ -303,3 +303,42 @@ def test_a_snakefile_is_never_run_and_what_needs_python_is_reported(tmp_path):
                     "rule b: a run: block (Python code)"):
         assert feature in done.stderr, done.stderr
     assert not (tmp_path / "catalog").exists()
+
+
+def test_a_nested_yadage_sub_workflow_becomes_a_recast_sub_workflow(tmp_path):
+    """A multistep stage whose body is a workflow: one chain per sample, its init parameters the stage's."""
+    env = {"environment_type": "docker-encapsulated", "image": "busybox"}
+    select = {"process": {"process_type": "string-interpolated-cmd", "cmd": "select {sample} {cut} > {out}"},
+              "publisher": {"publisher_type": "frompar-pub", "outputmap": {"selected": "out"}}, "environment": env}
+    count = {"process": {"process_type": "string-interpolated-cmd", "cmd": "wc -l < {selected} > {out}"},
+             "publisher": {"publisher_type": "frompar-pub", "outputmap": {"count": "out"}}, "environment": env}
+    inner = {"stages": [
+        {"name": "select", "dependencies": ["init"], "scheduler": {
+            "scheduler_type": "singlestep-stage", "step": select,
+            "parameters": {"sample": {"step": "init", "output": "sample"}, "cut": {"step": "init", "output": "cut"},
+                           "out": "{workdir}/selected.txt"}}},
+        {"name": "count", "dependencies": ["select"], "scheduler": {
+            "scheduler_type": "singlestep-stage", "step": count,
+            "parameters": {"selected": {"step": "select", "output": "selected"}, "out": "{workdir}/n.txt"}}}]}
+    workflow = tmp_path / "src" / "workflow.yml"
+    workflow.parent.mkdir()
+    (workflow.parent / "inner.yml").write_text(yaml.safe_dump(inner))
+    workflow.write_text(yaml.safe_dump({"stages": [
+        {"name": "per_sample", "dependencies": ["init"], "scheduler": {
+            "scheduler_type": "multistep-stage", "scatter": {"method": "zip", "parameters": ["sample"]},
+            "parameters": {"sample": {"step": "init", "output": "samples"}, "cut": 100},
+            "workflow": {"$ref": "inner.yml"}}}]}))
+    inputs = tmp_path / "src" / "inputs.yml"
+    inputs.write_text(yaml.safe_dump({"samples": ["a.root", "b.root"]}))
+    entry = Path(imported(tmp_path / "catalog", "yadage", workflow, "--id", "nested", "--inputs", str(inputs))["path"])
+    analysis = load(entry, "analysis.yaml")
+    [stage] = analysis["workflow"]["stages"]
+    assert stage["scatter"] == {"zip": {"sample": "$request.samples"}}
+    assert [s["template"] for s in stage["workflow"]["stages"]] == ["per_sample_select", "per_sample_count"]
+    assert stage["workflow"]["stages"][0]["bind"] == {"sample": "$item.sample", "cut": 100}
+    assert stage["workflow"]["stages"][1]["bind"] == {"selected": "$steps.select.selected"}
+    assert analysis["request"]["parameters"] == {"samples": {"type": "list", "items": {"type": "string"}}}
+    from recast.validate import load_analysis
+
+    stages = [s.name for s in load_analysis(entry).stages]
+    assert stages == ["per_sample_select", "per_sample_count"]

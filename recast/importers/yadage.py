@@ -32,7 +32,11 @@ What is translated, feature by feature:
 ``fromglob-pub`` and ``interpolated-pub`` with ``glob: true`` become glob
 outputs (the list of files matched when the job ends).
 
-Everything else (nested sub-workflows, constant publishers,
+- a stage whose body is a workflow (``workflow:``) becomes a recast
+  sub-workflow: its init parameters are the enclosing stage's parameters,
+  its templates are named OUTER_INNER.
+
+Everything else (constant publishers,
 ``envscript``, scatters over another stage's outputs ...) is named in the
 report, and the import writes nothing.
 """
@@ -145,8 +149,14 @@ def type_of(value: Any, files_root: Path | None) -> dict:
 class Translation:
     """A yadage workflow (``$ref``s resolved) translated stage by stage into recast documents."""
 
-    def __init__(self, workflow: dict, source: Path, report: Report):
+    def __init__(self, workflow: dict, source: Path, report: Report, parent: Translation | None = None,
+                 prefix: str = "", init: dict[str, tuple] | None = None, where: str = ""):
+        """``parent``, ``prefix`` and ``init`` for a nested sub-workflow: its templates are the top
+        translation's (named PREFIX + stage), and its init parameters are the enclosing stage's (``init``:
+        name -> ("request", PARAM) | ("item", FIELD, PARAM) | ("steps", REFERENCE) | ("literal", VALUE))."""
         self.source, self.report = source, report
+        self.top = parent.top if parent else self
+        self.prefix, self.init = prefix, init
         self.templates: dict[str, dict] = {}
         self.images: dict[str, dict] = {}
         self.stages: list[dict] = []
@@ -155,10 +165,10 @@ class Translation:
         self.scattered: dict[str, str | None] = {}  # stage -> its scatter key (None: one job)
         stages = workflow.get("stages") if isinstance(workflow, dict) else None
         if not isinstance(stages, list) or not stages:
-            raise RecastError(f"{source}: not a yadage workflow (no list of stages)")
+            raise RecastError(f"{source}: {where or 'the workflow'}: not a yadage workflow (no list of stages)")
         self.names = {s.get("name"): identifier(str(s.get("name")), lower=True) for s in stages if isinstance(s, dict)}
         for i, stage in enumerate(stages):
-            self.stage(stage, f"stages[{i}]")
+            self.stage(stage, f"{where}stages[{i}]")
 
     # -- stages -------------------------------------------------------------------
 
@@ -166,9 +176,6 @@ class Translation:
         name = self.names.get(stage.get("name"), identifier(str(stage.get("name")), lower=True))
         scheduler = stage.get("scheduler") or {}
         kind = scheduler.get("scheduler_type")
-        if "workflow" in scheduler:
-            self.report.cannot(self.source, f"{where}.scheduler.workflow", "a nested sub-workflow (not yet in recast's spec)")
-            return
         if kind not in ("singlestep-stage", "multistep-stage"):
             self.report.cannot(self.source, f"{where}.scheduler.scheduler_type", f"scheduler {kind!r}")
             return
@@ -198,6 +205,9 @@ class Translation:
             if lists is not None:
                 stage_doc["scatter"] = {method: lists}
         self.scattered[name] = (f"{scatter.get('method')}:{sorted(scattered_params)}" if scatter else None)
+        if "workflow" in scheduler:
+            self.nested(name, scheduler, parameters, scattered_params, stage_doc, where)
+            return
         step = scheduler.get("step")
         if not isinstance(step, dict):
             self.report.cannot(self.source, f"{where}.scheduler.step", "a step that is not a packtivity document")
@@ -210,7 +220,35 @@ class Translation:
                  if (ref := references.parse_or_none(v)) is not None and ref.kind == "steps"}
         if [d for d in after if d not in bound]:
             stage_doc["after"] = [d for d in after if d not in bound]
-        self.templates[name] = template
+        stage_doc["template"] = self.prefix + name
+        template["name"] = self.prefix + name
+        self.top.templates[self.prefix + name] = template
+        self.stages.append(stage_doc)
+
+    def nested(self, name: str, scheduler: dict, parameters: dict, scattered: list[str], stage_doc: dict,
+               where: str) -> None:
+        """A stage whose body is a workflow: recast's sub-workflow, its init parameters this stage's."""
+        init: dict[str, tuple] = {}
+        for p, value in parameters.items():
+            at = f"{where}.scheduler.parameters.{p}"
+            if isinstance(value, dict) and value.get("step") == "init" and isinstance(value.get("output"), str):
+                init[p] = ("item", identifier(p), value["output"]) if p in scattered else ("request", value["output"])
+            elif isinstance(value, dict) and value.get("step") in self.names and \
+                    value.get("output") in self.outputs.get(self.names[value["step"]], {}):
+                init[p] = ("steps", f"$steps.{self.names[value['step']]}.{identifier(value['output'])}")
+            elif isinstance(value, (str, int, float, bool)) and not (isinstance(value, str) and "{" in value):
+                init[p] = ("literal", value)
+            else:
+                self.report.cannot(self.source, at, f"{value!r}: a sub-workflow's parameter recast cannot pass on "
+                                                    "(a path in a job's folder, or a reference into another one)")
+        body = scheduler["workflow"]
+        if not isinstance(body, dict) or not isinstance(body.get("stages"), list) or not body["stages"]:
+            self.report.cannot(self.source, f"{where}.scheduler.workflow", "a sub-workflow without stages")
+            return
+        inner = Translation(body, self.source, self.report, parent=self,
+                            prefix=f"{self.prefix}{name}_", init=init, where=f"{where}.scheduler.workflow.")
+        stage_doc.pop("template", None)
+        stage_doc["workflow"] = {"stages": inner.stages}
         self.stages.append(stage_doc)
 
     def runtime_list(self, value: dict) -> str | None:
@@ -242,7 +280,20 @@ class Translation:
                 bind[pname], params[pname] = "$item", {"type": "file"}  # one file of the list per branch
             elif isinstance(value, dict) and set(value) >= {"step", "output"}:
                 output = value["output"]
-                if value["step"] == "init":
+                if value["step"] == "init" and self.init is not None:  # the enclosing stage's parameter
+                    source = self.init.get(output)
+                    if source is None:
+                        self.report.cannot(self.source, at, f"init parameter {output!r} is not a parameter of the "
+                                                            "enclosing stage")
+                    elif source[0] == "literal":
+                        bind[pname], params[pname] = source[1], type_of(source[1], None)
+                    elif source[0] == "steps":
+                        bind[pname], params[pname] = source[1], {"type": "file"}
+                    else:
+                        via, request_param = source[0], source[-1]
+                        bind[pname] = f"$item.{source[1]}" if via == "item" else f"$request.{request_param}"
+                        self.top.init_uses.setdefault(request_param, []).append((self.prefix + name, pname, via))
+                elif value["step"] == "init":
                     bind[pname] = f"$item.{pname}" if p in scattered else f"$request.{output}"
                     self.init_uses.setdefault(output, []).append((name, pname, "item" if p in scattered else "request"))
                 elif value["step"] in self.names:
@@ -374,7 +425,7 @@ class Translation:
         image = str(environment.get("image", ""))
         reference = f"{image}:{environment.get('imagetag', 'latest')}" if "@" not in image else image
         key = identifier(image.rsplit("/", 1)[-1].split("@")[0])
-        self.images[key] = {"pull": reference.lower() if "@" not in reference else reference}
+        self.top.images[key] = {"pull": reference.lower() if "@" not in reference else reference}
         resources: dict[str, Any] = {}
         needs: dict[str, list[str]] = {}
         for resource in environment.get("resources") or []:
@@ -421,12 +472,20 @@ def translate(workflow_path: Path, toplevel: Path | None, inputs: dict[str, dict
     return translation, request
 
 
+def _all_stages(stages: list[dict]):
+    """Every stage, those of sub-workflows too."""
+    for stage in stages:
+        yield stage
+        yield from _all_stages(stage.get("workflow", {}).get("stages", []))
+
+
 def analysis_document(entry_id: str, title: str, description: str, translation: Translation,
                       request: dict[str, dict], examples: dict[str, str], metadata: dict | None = None,
                       results: dict | None = None) -> dict:
-    used = {ref.name for stage in translation.stages for v in stage.get("bind", {}).values()
+    every = list(_all_stages(translation.stages))
+    used = {ref.name for stage in every for v in stage.get("bind", {}).values()
             if (ref := references.parse_or_none(v)) is not None and ref.kind == "request"}
-    used |= {v.removeprefix("$request.") for stage in translation.stages
+    used |= {v.removeprefix("$request.") for stage in every
              for lists in stage.get("scatter", {}).values() if isinstance(lists, dict) for v in lists.values()}
     files = results if results is not None else {
         f"{stage}_{identifier(name)}": f"$steps.{stage}.{identifier(name)}"
