@@ -85,9 +85,12 @@ def configured() -> tuple[dict[str, HostResource], dict[str, Credential]]:
     return resources, credentials
 
 
-def missing(host_resources: tuple[str, ...] | list[str], credentials: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
-    """(field, problem) for each need this machine does not provide."""
-    resources, provided = configured()
+def missing(host_resources: tuple[str, ...] | list[str], credentials: tuple[str, ...] | list[str],
+            provision: tuple[dict, dict] | None = None) -> list[tuple[str, str]]:
+    """(field, problem) for each need this machine (or ``provision``, from :func:`configured`) does not provide."""
+    if not host_resources and not credentials:
+        return []  # most templates: the operator's file is not read for them
+    resources, provided = provision or configured()
     wanted = (("host_resources", host_resources, resources, "host resource", "maps it to a host folder",
                "{path: /HOST/FOLDER}"),
               ("credentials", credentials, provided, "credential", "names its file",
@@ -100,8 +103,8 @@ def missing(host_resources: tuple[str, ...] | list[str], credentials: tuple[str,
 
 def resolve(step: str, host_resources: list[str], credentials: list[str]) -> tuple[list[HostResource], list[Credential]]:
     """The machine's provision for a job's needs; RecastError naming what is missing."""
-    problems = missing(host_resources, credentials)
+    resources, provided = configured()
+    problems = missing(host_resources, credentials, (resources, provided))
     if problems:
         raise RecastError(f"step {step}: " + "; ".join(message for _, message in problems))
-    resources, provided = configured()
     return [resources[n] for n in host_resources], [provided[n] for n in credentials]

@@ -103,9 +103,7 @@ class Stage:
 
         if self.scatter is None:
             return [None]
-        if self.scatter_from is not None:  # the list another stage left: in `parameters` once it has run
-            return self._batched(list(parameters[self.scatter]))
-        if self.scatter_method == "over":
+        if self.scatter_method == "over":  # a request list, or (scatter_from) one another stage left
             return self._batched(list(parameters[self.scatter]))
         fields = [field for field, _ in self.scatter_lists]
         lists = [list(parameters[name]) for _, name in self.scatter_lists]

@@ -200,6 +200,7 @@ def _split(template: str) -> list[str]:
 
 class ProcessKind(Protocol):
     kind: str
+    field: str  # where its text lives in a template, for messages
 
     def texts(self, process: dict) -> list[tuple[str, str]]:
         """(field, text) of each place in ``process`` where placeholders may stand."""
@@ -216,6 +217,7 @@ class ProcessKind(Protocol):
 
 class Command:
     kind = "command"
+    field = "process.argv"
 
     def texts(self, process: dict) -> list[tuple[str, str]]:
         return [(f"process.argv[{i}]", element) for i, element in enumerate(process["argv"])]
@@ -236,6 +238,7 @@ class Command:
 
 class Script:
     kind = "script"
+    field = "process.script"
     INTERPRETERS = {"sh": ["sh", "-c"], "bash": ["bash", "-c"], "python3": ["python3", "-c"]}
 
     def texts(self, process: dict) -> list[tuple[str, str]]:

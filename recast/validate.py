@@ -248,8 +248,7 @@ class _Checker:
             except (ValueError, references.PlaceholderError) as exc:
                 self.problem("process.script", str(exc), path)
         for unused in sorted(set(parameters) - used):
-            self.problem(f"parameters.{unused}", f"declared but not used in {kind.texts(doc['process'])[0][0].split('[')[0]}",
-                         path)
+            self.problem(f"parameters.{unused}", f"declared but not used in {kind.field}", path)
         for pname, p in parameters.items():
             # A default is used as given, never resolved as a reference, so a
             # path there would name a file on the host running recast.

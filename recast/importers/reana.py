@@ -20,7 +20,7 @@ from pathlib import Path
 
 from recast import spec
 from recast.errors import RecastError
-from recast.importers import ImportFailed, Report
+from recast.importers import Report
 from recast.importers.yadage import default_id, identifier, import_workflow
 
 
@@ -41,16 +41,13 @@ def import_analysis(path: Path, catalog: Path, entry_id: str | None = None, forc
         raise RecastError(f"{path}: workflow.file {document['workflow'].get('file')!r} not found")
     features = [root / f for f in ((document.get("tests") or {}).get("files") or [])]
     parameters = dict((document.get("inputs") or {}).get("parameters") or {})
-    try:
-        return import_workflow(workflow, catalog, entry_id or default_id(path),
-                               toplevel=root, inputs={"default": parameters} if parameters else {},
-                               files_root=root, description=f"Imported by `recast import reana` from {path.name}.",
-                               force=force, report=report,
-                               checks=lambda translation, request, inputs: gherkin_checks(
-                                   features, translation.stages, inputs, report,
-                                   lambda p, files: _run_path(p, {s["name"]: s for s in translation.stages}, files)))
-    except ImportFailed:
-        raise
+    return import_workflow(workflow, catalog, entry_id or default_id(path),
+                           toplevel=root, inputs={"default": parameters} if parameters else {},
+                           files_root=root, description=f"Imported by `recast import reana` from {path.name}.",
+                           force=force, report=report,
+                           checks=lambda translation, request, inputs: gherkin_checks(
+                               features, translation.stages, inputs, report,
+                               lambda p, files: _run_path(p, {s["name"]: s for s in translation.stages}, files)))
 
 
 _STEP = re.compile(r"^\s*(?:Then|And|But)\s+(.*)$")
