@@ -19,8 +19,8 @@ under a total deadline (a server that drips bytes cannot hold the import
 forever); its sha256 is recorded (and checked when ``--sha256`` is given).
 
 The entry written is ``<catalog>/<id>/analysis.yaml`` (schema
-``recast/analysis/1.0.0`` with a ``likelihood:`` block, see
-``specs/1.0.0/likelihood.schema.json``) beside the workspaces and patches,
+``recast/analysis/VERSION``, the newest, with a ``likelihood:`` block, see
+``specs/VERSION/likelihood.schema.json``) beside the workspaces and patches,
 copied with the archive's own relative layout. It is assembled in a hidden
 folder of the catalog and renamed into place, so a failed import leaves the
 catalog as it was.
@@ -44,6 +44,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
 from recast.likelihood.errors import ArchiveError, LikelihoodError
+from recast.spec import schema_name
 from recast.likelihood.workspace import (
     SignalPoint,
     apply_patch,
@@ -642,7 +643,7 @@ def _analysis_document(entry_id, regions, fetched, extracted, staging, copied, *
             metadata[key] = value
     region_names = ", ".join(r.name for r in regions)
     return {
-        "schema": "recast/analysis/1.0.0",
+        "schema": schema_name("analysis"),
         "id": entry_id,
         "version": "1.0.0",
         "title": title or f"Published likelihood {fetched.path.name}",

@@ -60,7 +60,7 @@ def collect(analysis: Analysis, request: Request, plan: Plan, executor: str, out
             "outputs": record.get("outputs") or {},
         }
     document = {
-        "schema": "recast/provenance/1.0.0",
+        "schema": spec.schema_name("provenance"),
         "analysis": {**plan.analysis, "title": analysis.title, "spec_file": str(analysis.spec_path)},
         "request": {"digest": request.digest, "source": str(request.source) if request.source else None},
         "inputs": dict(sorted(inputs.items())),

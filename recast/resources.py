@@ -21,7 +21,7 @@ def data_root() -> Path:
     return _PACKAGE.parent
 
 
-def schema_dir(version: str = "1.0.0") -> Path:
+def schema_dir(version: str) -> Path:
     return data_root() / "specs" / version
 
 

@@ -52,7 +52,7 @@ def collect(analysis: Analysis, request: Request, plan: Plan, executor: str) -> 
             found_files[key] = {"path": str(path.relative_to(run_dir)), "sha256": digest,
                                 **({"directory": True} if folder else {})}
     document = {
-        "schema": "recast/result/1.0.0",
+        "schema": spec.schema_name("result"),
         "analysis": dict(plan.analysis),
         "request": {"digest": request.digest, "source": str(request.source) if request.source else ""},
         "run": {"id": plan.run_id, "environment": plan.environment, "executor": executor, "status": "success"},

@@ -26,7 +26,7 @@ environment:
 
 FILES = {
     "analysis.yaml": """\
-schema: recast/analysis/1.0.0
+schema: recast/analysis/1.1.0
 id: {id}
 version: 0.1.0
 title: "{id}: describe the search in one line"
@@ -79,7 +79,7 @@ examples:
     tolerances: {{relative: 1.0e-9}}
 """,
     "templates/select.yaml": """\
-schema: recast/template/1.0.0
+schema: recast/template/1.1.0
 name: select
 description: the fraction of a signal's events that pass the cut, and its yield
 parameters:
@@ -97,7 +97,7 @@ process:
     signal_yield: {file: yields, pointer: /signal_yield}
 """,
     "templates/combine.yaml": """\
-schema: recast/template/1.0.0
+schema: recast/template/1.1.0
 name: combine
 description: every point's yield in one table, and their sum
 parameters:
@@ -148,7 +148,7 @@ FROM ${BASE}
 COPY code/ /opt/analysis/
 """,
     "checks.yaml": """\
-schema: recast/checks/1.0.0
+schema: recast/checks/1.1.0
 runs:
   default:
     files: [steps/combine/table.json]
@@ -164,7 +164,7 @@ steps:
 """,
     "fixtures/events.txt": "50\n150\n90\n210\n",
     "examples/default.yaml": """\
-schema: recast/request/1.0.0
+schema: recast/request/1.1.0
 analysis: {id}
 parameters:
   signals:

@@ -22,29 +22,54 @@ from referencing import Registry, Resource
 from recast import resources
 from recast.errors import SpecError
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSIONS = ("1.0.0", "1.1.0")
+"""Every version of the schemas recast reads, oldest first. A document names its own (``schema:
+recast/KIND/VERSION``) and is checked against that version, so an entry written for 1.0.0 keeps
+working unchanged. 1.1.0 adds the forms of real published workflows: script processes, outputs in
+sub-folders, folders and globs, zip/cartesian/batched scatters and scatters over another stage's
+list, sub-workflows, pulled images, a working directory, host resources, credentials, retries."""
+SCHEMA_VERSION = SCHEMA_VERSIONS[-1]
+"""The version recast writes (results, provenance, imports, scaffolds)."""
 KINDS = ("analysis", "template", "workflow", "parameter", "request", "result", "provenance", "likelihood", "checks")
+
+
+def schema_name(kind: str, version: str = SCHEMA_VERSION) -> str:
+    """The ``schema:`` value of a document of ``kind``: ``recast/template/1.1.0``."""
+    return f"recast/{kind}/{version}"
 
 
 @cache
 def _registry() -> Registry:
     registry = Registry()
-    for path in sorted(resources.schema_dir(SCHEMA_VERSION).glob("*.schema.json")):
-        schema = json.loads(path.read_text())
-        registry = registry.with_resource(schema["$id"], Resource.from_contents(schema))
+    for version in SCHEMA_VERSIONS:
+        for path in sorted(resources.schema_dir(version).glob("*.schema.json")):
+            schema = json.loads(path.read_text())
+            registry = registry.with_resource(schema["$id"], Resource.from_contents(schema))
     return registry
 
 
-def schema_uri(kind: str) -> str:
-    return f"https://recast.dev/specs/{SCHEMA_VERSION}/{kind}.schema.json"
+def schema_uri(kind: str, version: str = SCHEMA_VERSION) -> str:
+    return f"https://recast.dev/specs/{version}/{kind}.schema.json"
 
 
 @cache
-def validator(kind: str) -> Draft202012Validator:
+def validator(kind: str, version: str = SCHEMA_VERSION) -> Draft202012Validator:
     if kind not in KINDS:
         raise ValueError(f"unknown schema kind {kind!r}")
-    schema = _registry().contents(schema_uri(kind))
+    if version not in SCHEMA_VERSIONS:
+        raise ValueError(f"unknown schema version {version!r}")
+    schema = _registry().contents(schema_uri(kind, version))
     return Draft202012Validator(schema, registry=_registry(), format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def declared_version(document: Any, kind: str) -> str | None:
+    """The version a document of ``kind`` declares in ``schema:``, if it is one recast reads."""
+    declared = document.get("schema") if isinstance(document, dict) else None
+    if isinstance(declared, str) and declared.startswith(f"recast/{kind}/"):
+        version = declared[len(f"recast/{kind}/"):]
+        if version in SCHEMA_VERSIONS:
+            return version
+    return None
 
 
 def field_path(parts) -> str:
@@ -120,7 +145,25 @@ def first_errors(errors: Iterable[ValidationError], source: str | Path, prefix: 
 
 
 def problems(document: Any, kind: str, source: str | Path) -> list[tuple[str, str, str]]:
-    return first_errors(validator(kind).iter_errors(document), source)
+    """Every violation of the schema version ``document`` declares (the newest when it declares none).
+
+    A document of an older version that uses forms of a newer one is told which version to declare.
+    """
+    declared = document.get("schema") if isinstance(document, dict) else None
+    version = declared_version(document, kind)
+    if version is None and isinstance(declared, str) and declared.startswith(f"recast/{kind}/"):
+        return [(str(source), "schema", f"{short(declared)} is not a version this recast reads: expected one of "
+                 f"{', '.join(schema_name(kind, v) for v in SCHEMA_VERSIONS)}")]
+    version = version or SCHEMA_VERSION
+    found = first_errors(validator(kind, version).iter_errors(document), source)
+    if found and version != SCHEMA_VERSION:
+        for newer in SCHEMA_VERSIONS[SCHEMA_VERSIONS.index(version) + 1:]:
+            upgraded = {**document, "schema": schema_name(kind, newer)}
+            if next(validator(kind, newer).iter_errors(upgraded), None) is None:
+                return [(str(source), "schema", f"{schema_name(kind, version)} does not have the forms this document "
+                         f"uses (listed below); they are new in {newer}: declare schema: {schema_name(kind, newer)}"),
+                        *found]
+    return found
 
 
 def validate_document(document: Any, kind: str, source: str | Path = "<document>") -> None:

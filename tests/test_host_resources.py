@@ -21,7 +21,7 @@ from recast.validate import check, load_analysis
 SECRET = "SECRET-PROXY-CONTENT-5f0c"
 
 GRID = """\
-schema: recast/template/1.0.0
+schema: recast/template/1.1.0
 name: grid
 parameters:
   label: {type: string}

@@ -27,7 +27,7 @@ environment:
 """
 
 DESCRIBE = """\
-schema: recast/template/1.0.0
+schema: recast/template/1.1.0
 name: describe
 parameters:
   label: {type: string}
@@ -52,7 +52,7 @@ process:
 """
 
 COUNT = """\
-schema: recast/template/1.0.0
+schema: recast/template/1.1.0
 name: count
 parameters:
   plots: {type: file}
@@ -166,7 +166,7 @@ def test_validation_says_what_to_write_instead(forms):
 
 
 PAIR = """\
-schema: recast/template/1.0.0
+schema: recast/template/1.1.0
 name: pair
 parameters:
   m: {type: number}
@@ -298,7 +298,7 @@ def test_a_line_break_is_refused_where_it_could_end_a_here_document(forms, tmp_p
 
 
 BATCH_SUM = """\
-schema: recast/template/1.0.0
+schema: recast/template/1.1.0
 name: batch_sum
 parameters:
   ms: {type: list, items: {type: number}}
@@ -405,7 +405,7 @@ def test_the_reana_export_refuses_commands_that_need_values_known_only_at_run_ti
 
 
 FITS = """\
-schema: recast/template/1.0.0
+schema: recast/template/1.1.0
 name: fits
 parameters:
   label: {type: string}
@@ -425,7 +425,7 @@ outputs:
 """
 
 COLLECT = """\
-schema: recast/template/1.0.0
+schema: recast/template/1.1.0
 name: collect
 parameters:
   fits: {type: list, items: {type: file}}
@@ -492,7 +492,7 @@ def test_glob_outputs_are_bound_to_lists_of_files_only(globbed):
 
 
 REGIONS = """\
-schema: recast/template/1.0.0
+schema: recast/template/1.1.0
 name: regions
 parameters: {}
 process:
@@ -514,7 +514,7 @@ outputs:
 """
 
 ONE_REGION = """\
-schema: recast/template/1.0.0
+schema: recast/template/1.1.0
 name: one_region
 parameters:
   region: {type: string}
@@ -576,7 +576,7 @@ def test_a_runtime_scatter_is_checked(runtime_lists):
 
 
 WHERE = """\
-schema: recast/template/1.0.0
+schema: recast/template/1.1.0
 name: where
 parameters: {}
 process:

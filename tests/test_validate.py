@@ -167,3 +167,43 @@ def test_invalid_example_request_is_reported(toy):
     result = CliRunner().invoke(cli, ["validate", str(toy)])
     assert result.exit_code == 1
     assert "parameters.points[0].x" in result.output
+
+
+def test_each_document_is_checked_against_the_schema_version_it_declares(toy):
+    """1.0.0 entries keep working; a 1.0.0 document with a 1.1.0 form is told which version to declare."""
+    assert yaml.safe_load((ROOT / "catalog/wh1lbb/analysis.yaml").read_text())["schema"] == "recast/analysis/1.0.0"
+    assert load_analysis(ROOT / "catalog/wh1lbb").id == "wh1lbb"
+
+    def old_with_script(doc):
+        doc["schema"] = "recast/template/1.0.0"
+        doc["process"] = {"kind": "script", "interpreter": "sh",
+                          "script": "python3 {script} --x {x} --label {label} --events {events} --offset {offset} "
+                                    "--out {outdir}/square.json"}
+
+    square = toy / "templates" / "square.yaml"
+    edit(square, old_with_script)
+    with pytest.raises(SpecError) as raised:
+        load_analysis(toy)
+    lines = str(raised.value).splitlines()
+    assert any("templates/square.yaml" in line and "schema" in line and "new in 1.1.0" in line
+               and "declare schema: recast/template/1.1.0" in line for line in lines), lines
+    assert any("process" in line for line in lines), lines  # and still the field itself
+
+    edit(square, lambda doc: doc.update(schema="recast/template/1.1.0"))
+    assert load_analysis(toy).templates["square"].process["kind"] == "script"
+
+    edit(square, lambda doc: doc.update(schema="recast/template/7.0.0"))
+    with pytest.raises(SpecError, match=r"'recast/template/7.0.0' is not a version this recast reads: "
+                                        r"expected one of recast/template/1.0.0, recast/template/1.1.0"):
+        load_analysis(toy)
+
+    # A 1.0.0 workflow with a 1.1.0 scatter form: the analysis document is the one told.
+    edit(square, lambda doc: doc.update(schema="recast/template/1.1.0"))
+
+    def old_zip(doc):
+        doc["schema"] = "recast/analysis/1.0.0"
+        doc["workflow"]["stages"][0]["scatter"] = {"zip": {"x": "$request.points"}}
+
+    edit(toy / "analysis.yaml", old_zip)
+    with pytest.raises(SpecError, match=r"analysis.yaml: schema: recast/analysis/1.0.0 does not have the forms"):
+        load_analysis(toy)

@@ -33,6 +33,7 @@ from pathlib import Path
 import yaml
 
 from recast.references import parse_or_none
+from recast.spec import schema_name
 from recast.errors import RecastError
 from recast.model import Analysis
 from recast.request import Request
@@ -117,7 +118,7 @@ def export(analysis: Analysis, request: Request, out: Path) -> Path:
             ref = references.parse(value)
             results[kind][name] = {"stage": ref.stage, "output": ref.output,
                                    "scattered": stages[ref.stage]["scattered"]}
-    spec = {"analysis": dict(plan.analysis), "run_id": plan.run_id,
+    spec = {"analysis": dict(plan.analysis), "run_id": plan.run_id, "result_schema": schema_name("result"),
             "request": {"digest": request.digest, "source": str(request.source) if request.source else ""},
             "inputs": sorted({relative(p) for job in plan.jobs for p in job.inputs if p.startswith(f"{here}inputs/")}
                              | {relative(p) for p in entry_files}),
@@ -233,7 +234,7 @@ for name, ref in spec["results"]["files"].items():
         path = job["files"][ref["output"]]
         files[name if not ref["scattered"] else f"{name}[{branch}]"] = {"path": path, "sha256": sha256(path)}
 run = {"id": spec["run_id"], "environment": "docker", "executor": "reana", "status": "success"}
-results = {"schema": "recast/result/1.0.0", "analysis": spec["analysis"], "request": spec["request"], "run": run,
+results = {"schema": spec["result_schema"], "analysis": spec["analysis"], "request": spec["request"], "run": run,
            "values": values, "files": files}
 json.dump(results, open("results.json", "w"), indent=1, sort_keys=True)
 provenance = {

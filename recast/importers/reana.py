@@ -98,7 +98,7 @@ def gherkin_checks(features: list[Path], stages: list[dict], inputs: dict[str, d
             else:
                 report.note(feature, step, "not translated (recast's checks compare files, values and job logs)")
     expect = {k: v for k, v in expect.items() if v}
-    return {"schema": "recast/checks/1.0.0", "runs": {"default": expect}} if expect else None
+    return {"schema": spec.schema_name("checks"), "runs": {"default": expect}} if expect else None
 
 
 def _run_path(workspace_path: str, stages: dict[str, dict], example_files: set[str]) -> str | None:

@@ -35,6 +35,7 @@ from typing import Any
 from recast.errors import RecastError
 from recast.importers import Report
 from recast.importers.yadage import identifier
+from recast.spec import schema_name
 
 _DIRECTIVES = {"input", "output", "params", "container", "resources", "shellcmd", "threads", "log", "run", "norun",
                "rule", "script", "notebook", "wrapper", "cwl", "conda", "message", "benchmark"}
@@ -200,7 +201,7 @@ def _rule(rule: Rule, translation: Translation, made: dict, snakefile: Path, roo
     key = identifier(image.rsplit("/", 1)[-1].split(":")[0].split("@")[0])
     translation.images[key] = {"pull": image}
     translation.templates[name] = {
-        "schema": "recast/template/1.0.0", "name": name, "parameters": parameters,
+        "schema": schema_name("template"), "name": name, "parameters": parameters,
         "process": {"kind": "script", "interpreter": "sh", "script": script},
         "environment": {"kind": "image", "image": key, **({"resources": resources} if resources else {})},
         "outputs": {"files": outputs}}

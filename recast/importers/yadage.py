@@ -333,7 +333,7 @@ class Translation:
         stage_doc["bind"] = bind
         files = {identifier(k): {"glob": v.removeprefix(GLOB)} if v.startswith(GLOB) else v if "/" not in v
                  else {"path": v} for k, v in outputs.items()}
-        return {"schema": "recast/template/1.0.0", "name": name, "parameters": params, "process": process,
+        return {"schema": spec.schema_name("template"), "name": name, "parameters": params, "process": process,
                 "environment": environment, "outputs": {"files": files}}
 
     def process(self, process: dict, where: str, workdir_paths: dict[str, str]) -> dict | None:
@@ -492,7 +492,7 @@ def analysis_document(entry_id: str, title: str, description: str, translation: 
         for stage, outputs in translation.outputs.items() for name, path in outputs.items()
         if not path.startswith(GLOB)}  # a glob's files are no result (recast keeps results to declared files)
     return {
-        "schema": "recast/analysis/1.0.0", "id": entry_id, "version": "0.1.0", "title": title,
+        "schema": spec.schema_name("analysis"), "id": entry_id, "version": "0.1.0", "title": title,
         "description": description, "metadata": {"tags": ["imported"], **(metadata or {})},
         "images": translation.images,
         "templates": {name: f"templates/{name}.yaml" for name in translation.templates},
@@ -523,7 +523,7 @@ def write_entry(folder: Path, document: dict, translation: Translation, examples
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(files_root / relative, target)
         (folder / "examples").mkdir(exist_ok=True)
-        _dump(folder / "examples" / f"{name}.yaml", {"schema": "recast/request/1.0.0", "analysis": document["id"],
+        _dump(folder / "examples" / f"{name}.yaml", {"schema": spec.schema_name("request"), "analysis": document["id"],
                                                      "parameters": parameters})
     _dump(folder / "analysis.yaml", document)
 

@@ -408,7 +408,7 @@ def check(upload: Upload, analysis: Analysis, limits: Limits) -> tuple[dict, req
     if unused:
         raise RequestError([("request", "files", f"{name!r} is uploaded but the request does not refer to it")
                             for name in unused])
-    stored = {"schema": "recast/request/1.0.0", "analysis": analysis.id, "parameters": document["parameters"]}
+    stored = {"schema": spec.schema_name("request"), "analysis": analysis.id, "parameters": document["parameters"]}
     if isinstance(document.get("description"), str):
         stored["description"] = document["description"]
     return stored, checked
