@@ -154,10 +154,14 @@ def _load_reference(path: Path) -> dict:
 
 def test_step(analysis: Analysis, step: str, workdir: Path, environment: str,
               allow_stale_images: bool = False) -> Case:
-    """Run one template on the entry's stored fixtures and apply the step's checks."""
+    """Run one template on the entry's stored fixtures and apply the step's checks.
+
+    The job is made and run as a plan's job is (:func:`recast.plan.make_job`, :func:`recast.job.execute`):
+    the same command, mounts, limits, provisions and output checks.
+    """
     from recast import execution, plan
-    from recast.environments import ImageRef, Job, get_environment
-    from recast.job import check_declared, provide, read_values
+    from recast.environments import get_environment
+    from recast.job import execute, tail
 
     case = Case(analysis.id, f"step:{step}")
     started = time.monotonic()
@@ -176,17 +180,14 @@ def test_step(analysis: Analysis, step: str, workdir: Path, environment: str,
 
             shutil.rmtree(outdir)
         outdir.mkdir(parents=True)
-        values, inputs = {}, []
+        values = {}
         for name, param in template.parameters.items():
             value = check["parameters"].get(name, param.default)
             if param.type == "file":
                 value = str(files.confined(fixtures, value, f"fixture of step {step}"))
-                inputs.append(value)
             elif param.items is not None and param.items.type == "file":
                 value = [str(files.confined(fixtures, v, f"fixture of step {step}")) for v in value]
-                inputs.extend(value)
             values[name] = value
-        values["outdir"] = str(outdir)
         uses_images = get_environment(environment).uses_images
         image = execution.image_lock(analysis).get(template.image, {}) if uses_images else {}
         if uses_images and not image.get("id"):
@@ -198,24 +199,16 @@ def test_step(analysis: Analysis, step: str, workdir: Path, environment: str,
             from recast import images
 
             images.require_current(analysis, allow_stale_images)
-        log = outdir.parent / f"{step}.log"
+        job = plan.make_job(analysis, template, values, job_id=step, stage=step, branch=None, outdir=outdir,
+                            logs=outdir.parent, environment=environment, image=image)
+        log = Path(job.log)
         log.unlink(missing_ok=True)
-        job = Job(run_id=f"{analysis.id}-test", step=step, argv=plan.command_line(template, values), outdir=outdir,
-                  read_only=[Path(p) for p in inputs],
-                  image=ImageRef(template.image, image.get("tag"), image.get("id"), analysis.id), env=template.env,
-                  cores=template.resources.cores, memory_bytes=template.resources.memory_bytes,
-                  time_limit_s=template.resources.time_limit_s, network=template.network, log_path=log,
-                  output_bytes=template.resources.output_bytes, workdir=template.workdir)
-        job = provide(job, list(template.host_resources), list(template.credentials))
-        outcome = get_environment(environment).run(job)
-        if outcome.exit_code != 0:
-            from recast.job import tail
-
-            raise RecastError(f"step {step} failed with exit status {outcome.exit_code}"
-                              f"{' (time limit)' if outcome.timed_out else ''}\n{tail(log)}")
-        output_files = {n: outdir / f for n, f in template.output_files.items()}
-        check_declared(step, outdir, output_files, {str(output_files[n]) for n in template.output_directories})
-        values = read_values(step, outdir, {n: [str(output_files[f]), p] for n, (f, p) in template.output_values.items()})
+        Path(job.record).unlink(missing_ok=True)  # a step test is always a first attempt
+        try:
+            values = execute(job, run_id=f"{analysis.id}-test", analysis_id=analysis.id,
+                             environment_name=environment)
+        except RecastError as exc:
+            raise RecastError(f"{exc}\n{tail(log)}") from None
         expect = dict(check["expect"])
         # A step's command output is its log, named "log" in checks.yaml.
         logs = expect.pop("logs", {})

@@ -202,15 +202,32 @@ BATCH_VARIABLES = ("SLURM_JOB_ID", "SLURM_RESTART_COUNT")
 
 
 def run(plan_path: str, job_id: str) -> int:
+    """What each Snakemake rule runs: one job of the plan at ``plan_path``. Exit status 0 or 1."""
     plan = load(plan_path)
     job = plan.job(job_id)
+    try:
+        execute(job, run_id=plan.run_id, analysis_id=plan.analysis["id"], environment_name=plan.environment,
+                run_dir=plan.run_dir)
+        return 0
+    except RecastError as exc:
+        # One line: `recast run` shows the log's tail itself, and Snakemake names the log file.
+        print(f"recast: {exc} (log: {job.log})", file=sys.stderr)
+        return 1
+
+
+def execute(job: PlannedJob, *, run_id: str, analysis_id: str, environment_name: str,
+            run_dir: str | None = None) -> dict[str, Any]:
+    """The one way a job runs (a plan's job under Snakemake, a step under ``recast test --step``): in its
+    environment, through the run's container broker when ``run_dir``'s answers; then its declared outputs are
+    checked, its values read into values.json, and its record written (also when it fails). Returns the
+    values; raises RecastError when the job failed."""
     Path(job.outdir).mkdir(parents=True, exist_ok=True)
     Path(job.log).parent.mkdir(parents=True, exist_ok=True)
-    environment = get_environment(plan.environment)
-    record = {"job": job.id, "run": plan.run_id, "stage": job.stage, "branch": job.branch,
+    environment = get_environment(environment_name)
+    record = {"job": job.id, "run": run_id, "stage": job.stage, "branch": job.branch,
               "attempt": 1, "earlier_attempts": earlier_attempts(job),
               "host_resources": job.host_resources, "credentials": job.credentials,  # names only
-              "environment": plan.environment, "digest": job.digest, "argv": job.argv, "started": now(),
+              "environment": environment_name, "digest": job.digest, "argv": job.argv, "started": now(),
               "ended": None, "exit_code": None, "timed_out": False,
               "image": job.image if environment.uses_images else None}
     record["attempt"] += len(record["earlier_attempts"])
@@ -218,10 +235,9 @@ def run(plan_path: str, job_id: str) -> int:
     record["batch"] = {k: os.environ[k] for k in BATCH_VARIABLES if k in os.environ} or None
     write_record(job, record)
     env_job = Job(
-        run_id=plan.run_id, step=job.id, argv=job.argv, outdir=Path(job.outdir),
+        run_id=run_id, step=job.id, argv=job.argv, outdir=Path(job.outdir),
         read_only=[Path(p) for p in job.inputs],
-        image=ImageRef(job.image["name"], job.image["tag"], job.image["id"], plan.analysis["id"],
-                       job.image.get("registry")),
+        image=ImageRef(job.image["name"], job.image["tag"], job.image["id"], analysis_id, job.image.get("registry")),
         env=job.env, cores=job.cores, memory_bytes=job.memory_bytes,
         time_limit_s=job.time_limit_s, network=job.network, log_path=Path(job.log),
         output_bytes=job.output_bytes, workdir=job.workdir,
@@ -233,10 +249,10 @@ def run(plan_path: str, job_id: str) -> int:
             record["argv"] = env_job.argv
         env_job = provide(env_job, job.host_resources, job.credentials)
         outcome = None
-        if environment.uses_container_broker:
+        if environment.uses_container_broker and run_dir is not None:
             from recast.environments import broker
 
-            outcome = broker.request(plan.run_dir, env_job)  # None: no broker, run it here
+            outcome = broker.request(run_dir, env_job)  # None: no broker, run it here
             record["container_broker"] = outcome is not None
         if outcome is None:
             outcome = environment.run(env_job)
@@ -258,14 +274,12 @@ def run(plan_path: str, job_id: str) -> int:
         # Replaces whatever the job left under that name (a link is replaced, never written through).
         files.atomic_write(job.values_file, json.dumps(values, indent=1, sort_keys=True))
         record["outputs"] = output_digests(job, [p for paths in matched.values() for p in paths])
-        return 0
+        return values
     except RecastError as exc:
         record["error"] = str(exc)
         if record["exit_code"] in (None, 0):
             record["exit_code"] = 1
-        # One line: `recast run` shows the log's tail itself, and Snakemake names the log file.
-        print(f"recast: {exc} (log: {job.log})", file=sys.stderr)
-        return 1
+        raise
     finally:
         record["ended"] = now()
         write_record(job, record)

@@ -189,28 +189,32 @@ def _ordered(stages: tuple[Stage, ...]) -> list[Stage]:
 
 def _job(analysis, stage, template, branch, item, parameters, jobs_by_stage, run_dir, environment, images):
     job_id = stage.name if branch is None else f"{stage.name}__{branch}"
-    outdir = run_dir / "steps" / job_id
-    values: dict[str, Any] = {}
-    inputs: list[str] = []
-    for name, param in template.parameters.items():
-        if name in stage.bind:
-            value = _resolve(stage.bind[name], stage, branch, item, parameters, jobs_by_stage, analysis)
-        else:
-            value = param.default
-        values[name] = value
-        inputs.extend(_files_of(param, value))
-    for dep in stage.after:
-        inputs.extend(j.values_file for j in jobs_by_stage[dep])
-    values["outdir"] = str(outdir)
+    values = {name: _resolve(stage.bind[name], stage, branch, item, parameters, jobs_by_stage, analysis)
+              if name in stage.bind else param.default for name, param in template.parameters.items()}
+    return make_job(analysis, template, values, job_id=job_id, stage=stage.name, branch=branch,
+                    outdir=run_dir / "steps" / job_id, logs=run_dir / "logs", environment=environment,
+                    image=images.get(template.image, {}),
+                    after=[j.values_file for dep in stage.after for j in jobs_by_stage[dep]])
+
+
+def make_job(analysis: Analysis, template: Template, values: dict[str, Any], *, job_id: str, stage: str,
+             branch: int | None, outdir: Path, logs: Path, environment: str, image: dict[str, Any],
+             after: list[str] = ()) -> PlannedJob:
+    """The one way a job is made from a template and its parameter values: a stage's branch in a plan, and
+    a step run on its fixtures by ``recast test --step``. ``values`` holds every parameter (files as paths;
+    another job's output value as a reference known once it ran); ``after``: values files of jobs it waits
+    for. :func:`recast.job.execute` runs what this returns."""
+    values = {**values, "outdir": str(outdir)}
+    inputs = [path for name, param in template.parameters.items() for path in _files_of(param, values[name])]
+    inputs += after
     deferred = {name: _deferred(value) for name, value in values.items() if _is_later(value)}
     for later in (v for value in values.values() if _is_later(value) for v in _as_list(value)):
         inputs.append(later.values_file)  # it runs after them, and again when their values change
     shown = {name: _shown(value) if name in deferred else value for name, value in values.items()}
     output_files = {name: str(outdir / filename) for name, filename in template.output_files.items()}
-    image = images.get(template.image, {})
     job = PlannedJob(
         id=job_id,
-        stage=stage.name,
+        stage=stage,
         branch=branch,
         template=template.name,
         argv=command_line(template, shown),
@@ -226,8 +230,8 @@ def _job(analysis, stage, template, branch, item, parameters, jobs_by_stage, run
         memory_bytes=template.resources.memory_bytes,
         time_limit_s=template.resources.time_limit_s,
         network=template.network,
-        log=str(run_dir / "logs" / f"{job_id}.log"),
-        record=str(run_dir / "logs" / f"{job_id}.json"),
+        log=str(logs / f"{job_id}.log"),
+        record=str(logs / f"{job_id}.json"),
         output_bytes=getattr(template.resources, "output_bytes", DEFAULT_OUTPUT_BYTES),
         retries=template.resources.retries,
         output_directories=sorted(output_files[n] for n in template.output_directories),
