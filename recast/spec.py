@@ -151,8 +151,8 @@ def problems(document: Any, kind: str, source: str | Path) -> list[tuple[str, st
     """
     declared = document.get("schema") if isinstance(document, dict) else None
     version = declared_version(document, kind)
-    if version is None and isinstance(declared, str) and declared.startswith(f"recast/{kind}/"):
-        return [(str(source), "schema", f"{short(declared)} is not a version this recast reads: expected one of "
+    if version is None and isinstance(declared, str):
+        return [(str(source), "schema", f"{short(declared)} is not a schema recast reads here: expected one of "
                  f"{', '.join(schema_name(kind, v) for v in SCHEMA_VERSIONS)}")]
     version = version or SCHEMA_VERSION
     found = first_errors(validator(kind, version).iter_errors(document), source)

@@ -193,7 +193,7 @@ def test_each_document_is_checked_against_the_schema_version_it_declares(toy):
     assert load_analysis(toy).templates["square"].process["kind"] == "script"
 
     edit(square, lambda doc: doc.update(schema="recast/template/7.0.0"))
-    with pytest.raises(SpecError, match=r"'recast/template/7.0.0' is not a version this recast reads: "
+    with pytest.raises(SpecError, match=r"'recast/template/7.0.0' is not a schema recast reads here: "
                                         r"expected one of recast/template/1.0.0, recast/template/1.1.0"):
         load_analysis(toy)
 

@@ -271,7 +271,8 @@ def test_long_values_are_echoed_short(toy):
     assert len(message) < len(str(req)) + 150
     req = write(toy, "schema.yaml", yaml.safe_dump({"schema": long_name, "parameters": {"points": [POINT]}}))
     message = refusal(toy, req)
-    assert message == f"{req}: schema: expected 'recast/request/1.0.0', found {spec.short(long_name)}"
+    assert message == (f"{req}: schema: {spec.short(long_name)} is not a schema recast reads here: "
+                       "expected one of recast/request/1.0.0, recast/request/1.1.0")
     assert len(spec.short(long_name)) <= 80
     req = write(toy, "key.json", '{"parameters": {"' + long_name + '": NaN}}')
     assert refusal(toy, req) == (f"{req}: parameters.{'x' * 39}…: NaN is not a finite number "
