@@ -326,6 +326,8 @@ PYHF_START = "pyhf's start (suggested init)"
 # SLSQP's tolerance for fits with exact gradients (scaled parameters; see Fitter.__post_init__)
 EXACT_TOLERANCE = 1e-8
 SCALED_FITS = False  # see Fitter.__post_init__: faster, but not pyhf's numbers to 1e-5
+# rows of one vectorised evaluation of the probe (Fitter.probe)
+PROBE_CHUNK = 32
 # a step of 1e-3 of the POI range off a bound that lowers -2 log L by more than this: the fit stopped early
 BOUND_DECREASE = 1e-6
 
@@ -511,10 +513,15 @@ class Fitter:
         if not candidates:
             return None
         if self.backend == "jax":
-            # one batch shape per model (2 steps per parameter, one off a bound): compiled once
-            batch = np.tile(result.pars, (2 * len(self.init) + 1, 1))
+            # vectorised in chunks of PROBE_CHUNK rows, one shape for every model (compiled once per
+            # structure): a whole batch's intermediate tensors outgrow the caches (1Lbb: 253 rows of
+            # pyhf's padded tensors, 72 ms in one call, 20 ms in chunks of 32)
+            rows = -(-len(candidates) // PROBE_CHUNK) * PROBE_CHUNK
+            batch = np.tile(result.pars, (rows, 1))
             batch[: len(candidates)] = candidates
-            values = -2.0 * np.asarray(self._logpdf_batch(batch, data))[: len(candidates)]
+            values = -2.0 * np.concatenate([
+                np.asarray(self._logpdf_batch(batch[i : i + PROBE_CHUNK], data)) for i in range(0, rows, PROBE_CHUNK)
+            ])[: len(candidates)]
         else:
             values = np.array([self.twice_nll(pars, data) for pars in candidates])
         lower = np.flatnonzero(values < np.array(thresholds))
