@@ -64,11 +64,8 @@ class Settings:
                 raise LikelihoodError(f"{name} {value!r}: expected one of {', '.join(allowed)}")
         if self.optimizer == "minuit" and self.method != "pyhf":
             raise LikelihoodError("optimizer 'minuit' is run through plain pyhf: use method 'pyhf' with it")
-        if self.backend == "jax":
-            try:
-                import jax  # noqa: F401
-            except ImportError:
-                raise LikelihoodError("backend 'jax' needs jax: pip install 'recast[jax]' (or use --backend numpy)") from None
+        if self.backend == "jax" and not _installed("jax"):
+            raise LikelihoodError("backend 'jax' needs jax: pip install 'recast[jax]' (or use --backend numpy)")
 
     @property
     def modifier_settings(self) -> dict:
@@ -88,6 +85,19 @@ class Settings:
         }
 
 
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (a scan forks its workers before jax is imported)."""
+    import importlib.util
+    import sys
+
+    if module in sys.modules:  # imported, or blocked (None) as in an image without it
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:
+        return False
+
+
 def auto_backend(method: str) -> str:
     """jax for the fast method when it is installed, else numpy; numpy for plain pyhf (``pyhf cls``'s default).
 
@@ -100,15 +110,7 @@ def auto_backend(method: str) -> str:
     """
     if method != "fast":
         return "numpy"
-    import importlib.util
-    import sys
-
-    if "jax" in sys.modules:  # imported, or blocked (None) as in an image without it
-        return "jax" if sys.modules["jax"] is not None else "numpy"
-    try:
-        return "jax" if importlib.util.find_spec("jax") is not None else "numpy"
-    except ValueError:
-        return "numpy"
+    return "jax" if _installed("jax") else "numpy"
 
 
 def _settings(settings: Settings | None, **options) -> Settings:

@@ -68,12 +68,27 @@ def _run_point(point: SignalPoint, mu: float, limits: bool, grid: Sequence[float
 # calling process. Measured on 40 sbottom points: one process 13.0 s, two 16.6 s on a busy
 # 2-core machine; on all 125 1Lbb points two processes pay.
 MIN_POINTS_FOR_WORKERS = 48
+# A forked worker (see can_fork) starts with the workspace loaded and pyhf imported; it then
+# pays what the calling process pays too (importing jax, binding the first model), in
+# parallel with it: worth it from a few points on.
+MIN_POINTS_FOR_FORKED_WORKERS = 8
+
+
+def can_fork() -> bool:
+    """Whether a scan's workers can be forked from this process: jax not imported yet (jax does not
+    survive ``fork``), no other thread running, and a platform with ``fork``."""
+    import multiprocessing
+    import sys
+    import threading
+
+    return ("fork" in multiprocessing.get_all_start_methods() and sys.modules.get("jax") is None
+            and threading.active_count() == 1)
 
 
 def default_workers(points: int) -> int:
     """Processes for a scan of ``points`` points: one per idle core (at most 2); 1 for short scans."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if points < MIN_POINTS_FOR_WORKERS:
+    if points < (MIN_POINTS_FOR_FORKED_WORKERS if can_fork() else MIN_POINTS_FOR_WORKERS):
         return 1
     idle = cores - os.getloadavg()[0] if hasattr(os, "getloadavg") else cores
     return max(1, min(2, cores, round(idle) + 1))
@@ -134,41 +149,56 @@ def _run(likelihood, selected, settings, mu, limits, grid, workers, progress, wa
     """Compute the points here and in ``workers - 1`` spawned processes, sharing one queue.
 
     The calling process has pyhf imported and the workspace loaded already, so
-    it starts at once; a spawned worker needs a few seconds (imports, loading,
-    compiling) and takes points from the queue when it is ready. Two points
-    wait for each worker so that it never idles.
+    it starts at once. Where it can (:func:`can_fork`: jax not imported yet)
+    the workers are forked and start as early, with the workspace loaded;
+    else a spawned worker needs a few seconds (imports, loading, compiling)
+    and takes points from the queue when it is ready. Two points wait for
+    each worker so that it never idles.
     """
+    import multiprocessing
     from collections import deque
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+    from contextlib import nullcontext
 
     from recast.likelihood.threads import single_threaded_blas, single_threaded_children
 
-    bar = progress_display(len(selected), progress)
     records: list[dict[str, Any]] = []
     _STATE.clear()
     _STATE.update(likelihood=likelihood, settings=settings, starts={} if warm_start else None)
     pending = deque(selected)
-    with bar, single_threaded_blas():
-        task = bar.add_task("scan", total=len(selected), last="")
+    in_flight: dict[Any, SignalPoint] = {}
+    pool = None
+    with single_threaded_blas(), single_threaded_children():
+        if workers > 1:
+            if can_fork():
+                # forked before jax is imported here, and before the progress bar's thread: the
+                # workers inherit the loaded likelihood and settings (_STATE) and start at once
+                pool = ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("fork"))
+            else:
+                init_args = (str(likelihood.path), list(likelihood.labels), asdict(settings), warm_start)
+                pool = ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_init_worker, initargs=init_args)
 
-        def done(record: dict[str, Any]) -> None:
-            records.append(record)
-            bar.update(task, advance=1, last=record["point"], record=record)
+        def submit() -> None:
+            while pending and len(in_flight) < 2 * (workers - 1):
+                point = pending.popleft()
+                in_flight[pool.submit(_run_point, point, mu, limits, grid)] = point
 
-        if workers == 1:
-            while pending:
-                done(_run_point(pending.popleft(), mu, limits, grid))
-            return records
+        if pool is not None:
+            submit()  # the workers start here
+        bar = progress_display(len(selected), progress)
+        with bar, pool if pool is not None else nullcontext():
+            task = bar.add_task("scan", total=len(selected), last="")
 
-        import multiprocessing
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-        from concurrent.futures.process import BrokenProcessPool
+            def done(record: dict[str, Any]) -> None:
+                records.append(record)
+                bar.update(task, advance=1, last=record["point"], record=record)
 
-        context = multiprocessing.get_context("spawn")
-        init_args = (str(likelihood.path), list(likelihood.labels), asdict(settings), warm_start)
-        with single_threaded_children(), ProcessPoolExecutor(
-            max_workers=workers - 1, mp_context=context, initializer=_init_worker, initargs=init_args
-        ) as pool:
-            in_flight: dict[Any, SignalPoint] = {}
+            if pool is None:
+                while pending:
+                    done(_run_point(pending.popleft(), mu, limits, grid))
+                return records
 
             def collect(futures) -> None:
                 for future in futures:
@@ -183,9 +213,7 @@ def _run(likelihood, selected, settings, mu, limits, grid, workers, progress, wa
                         })
 
             while pending or in_flight:
-                while pending and len(in_flight) < 2 * (workers - 1):
-                    point = pending.popleft()
-                    in_flight[pool.submit(_run_point, point, mu, limits, grid)] = point
+                submit()
                 if pending:
                     done(_run_point(pending.popleft(), mu, limits, grid))
                     collect([f for f in list(in_flight) if f.done()])
