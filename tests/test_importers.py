@@ -112,7 +112,7 @@ def test_what_cannot_be_translated_is_reported_per_feature_and_file_and_nothing_
         {"name": "a", "dependencies": ["init"], "scheduler": {
             "scheduler_type": "singlestep-stage", "parameters": {"out": "{workdir}/x"},
             "step": {"process": {"process_type": "interpolated-script-cmd", "interpreter": "perl", "script": "x"},
-                     "publisher": {"publisher_type": "constant-pub", "publish": {"x": 1}},
+                     "publisher": {"publisher_type": "fromyaml-pub", "yamlfile": "{workdir}/x.yml"},
                      "environment": {"environment_type": "docker-encapsulated", "image": "busybox",
                                      "resources": ["CVMFS", "FPGA"]}}}},
         {"name": "b", "dependencies": ["a"], "scheduler": {"scheduler_type": "singlestep-stage",
@@ -120,7 +120,7 @@ def test_what_cannot_be_translated_is_reported_per_feature_and_file_and_nothing_
     done = recast("import", "yadage", str(workflow), "--catalog", str(tmp_path / "catalog"))
     assert done.returncode == 1
     for feature in ("stages[0].scheduler.step.process.interpreter: interpreter 'perl'",
-                    "stages[0].scheduler.step.publisher.publisher_type: publisher 'constant-pub'",
+                    "stages[0].scheduler.step.publisher.publisher_type: publisher 'fromyaml-pub'",
                     "stages[0].scheduler.step.environment.resources: the resource 'FPGA'",
                     "stages[1].scheduler.workflow: a sub-workflow without stages"):
         assert f"{workflow}: {feature}" in done.stderr, done.stderr
@@ -342,3 +342,105 @@ def test_a_nested_yadage_sub_workflow_becomes_a_recast_sub_workflow(tmp_path):
 
     stages = [s.name for s in load_analysis(entry).stages]
     assert stages == ["per_sample_select", "per_sample_count"]
+
+
+def _step(script: str, outputs: dict | None = None, envscript: str | None = None, constants: dict | None = None):
+    """A packtivity step on the stand-in image: an sh script, its outputs published from parameters."""
+    publisher = ({"publisher_type": "constant-pub", "publish": constants} if constants is not None
+                 else {"publisher_type": "frompar-pub", "outputmap": outputs})
+    return {"process": {"process_type": "interpolated-script-cmd", "interpreter": "sh", "script": script},
+            "publisher": publisher,
+            "environment": {"environment_type": "docker-encapsulated", "image": "example/yadage-standin",
+                            "imagetag": "1.0", **({"envscript": envscript} if envscript else {})}}
+
+
+def _stage(name: str, step: dict | None, parameters: dict, after: list[str], scatter: list[str] | None = None,
+           workflow: dict | None = None) -> dict:
+    scheduler = {"scheduler_type": "multistep-stage" if scatter else "singlestep-stage", "parameters": parameters}
+    scheduler.update({"step": step} if step is not None else {"workflow": workflow})
+    if scatter:
+        scheduler["scatter"] = {"method": "zip", "parameters": scatter}
+    return {"name": name, "dependencies": after, "scheduler": scheduler}
+
+
+def selected_workflow() -> dict:
+    """Written for this test in the forms published yadage workflows use: stage selections ({stages, output,
+    unwrap}), a map over a map, a gather into a sub-workflow, a selection into it (NAME[*].INNER), a
+    constant publisher, and an envscript."""
+    combine = {"stages": [_stage("combine", _step("cat {selected} > {out}", {"combined": "out"}),
+                                 {"selected": {"stages": "init", "output": "selected"},
+                                  "out": "{workdir}/combined.txt"}, ["init"])]}
+    return {"stages": [
+        _stage("settings", _step("echo configured", constants={"label": "selected", "cut": 3}), {}, ["init"]),
+        _stage("generate", _step('echo "point {point} $SETUP" > {out}', {"events": "out"}, envscript="/opt/setup.sh"),
+               {"point": {"stages": "init", "output": "points", "unwrap": True}, "out": "{workdir}/events.txt"},
+               ["init"], scatter=["point"]),
+        _stage("select", _step("sed 's/^point/{label}/' {events} | cut -c1-100 > {out}; echo {cut} >> {out}",
+                               {"selected": "out"}),
+               {"events": {"stages": "generate", "output": "events"},
+                "label": {"stages": "settings", "output": "label", "unwrap": True},
+                "cut": {"stages": "settings", "output": "cut", "unwrap": True}, "out": "{workdir}/selected.txt"},
+               ["generate", "settings"], scatter=["events"]),
+        _stage("summary", None, {"selected": {"stages": "select", "output": "selected"}}, ["select"],
+               workflow=combine),
+        _stage("report", _step("wc -l < {combined} > {out}", {"lines": "out"}),
+               {"combined": {"stages": "summary[*].combine", "output": "combined", "unwrap": True},
+                "out": "{workdir}/lines.txt"}, ["summary"]),
+    ]}
+
+
+def test_stage_selections_map_over_map_constants_and_envscript_translate(tmp_path):
+    workflow = tmp_path / "src" / "workflow.yml"
+    workflow.parent.mkdir()
+    workflow.write_text(yaml.safe_dump(selected_workflow()))
+    inputs = tmp_path / "src" / "inputs.yml"
+    inputs.write_text(yaml.safe_dump({"points": [300, 400, 500]}))
+    entry = Path(imported(tmp_path / "catalog", "yadage", workflow, "--id", "selections",
+                          "--inputs", str(inputs))["path"])
+    stages = {s["name"]: s for s in load(entry, "analysis.yaml")["workflow"]["stages"]}
+    assert stages["generate"]["scatter"] == {"zip": {"point": "$request.points"}}
+    # a map over a map: the same branches, each taking its own branch's file
+    assert stages["select"]["scatter"] == stages["generate"]["scatter"]
+    assert stages["select"]["bind"] == {"events": "$steps.generate.events", "label": "selected", "cut": 3}
+    assert stages["summary"]["workflow"]["stages"][0]["bind"] == {"selected": "$steps.select.selected"}
+    assert stages["report"]["bind"] == {"combined": "$steps.summary.combine.combined"}
+    assert load(entry, "templates/generate.yaml")["process"]["script"].startswith(". /opt/setup.sh\n")
+    assert load(entry, "templates/summary_combine.yaml")["parameters"]["selected"] == {
+        "type": "list", "items": {"type": "file"}}
+
+
+@pytest.mark.parametrize("selection", ["generate[0]", "generate | first", "$.stages[?(@.name)]"])
+def test_a_stage_selection_recast_cannot_follow_is_reported(selection, tmp_path):
+    document = selected_workflow()
+    document["stages"][2]["scheduler"]["parameters"]["events"]["stages"] = selection
+    workflow = tmp_path / "src" / "workflow.yml"
+    workflow.parent.mkdir()
+    workflow.write_text(yaml.safe_dump(document))
+    done = recast("import", "yadage", str(workflow), "--catalog", str(tmp_path / "catalog"))
+    assert done.returncode == 1
+    assert f"stages[2].scheduler.parameters.events.stages: {selection!r}: recast follows a stage's name" \
+        in done.stderr, done.stderr
+    assert not (tmp_path / "catalog").exists()
+
+
+@pytest.mark.docker
+def test_stage_selections_map_over_map_constants_and_envscript_run_end_to_end(tmp_path):
+    import docker
+
+    context = tmp_path / "standin"
+    context.mkdir()
+    (context / "Dockerfile").write_text("ARG BASE\nFROM ${BASE}\n"
+                                        "RUN printf 'SETUP=sourced\\nexport SETUP\\n' > /opt/setup.sh\n")
+    for chunk in docker.from_env().api.build(path=str(context), tag="example/yadage-standin:1.0", rm=True,
+                                             decode=True, buildargs={"BASE": "recast/base:bookworm"}):
+        assert "error" not in chunk, chunk
+    workflow = tmp_path / "src" / "workflow.yml"
+    workflow.parent.mkdir()
+    workflow.write_text(yaml.safe_dump(selected_workflow()))
+    inputs = tmp_path / "src" / "inputs.yml"
+    inputs.write_text(yaml.safe_dump({"points": [300, 400, 500]}))
+    imported(tmp_path / "catalog", "yadage", workflow, "--id", "selections", "--inputs", str(inputs))
+    run_dir = run_and_test(tmp_path / "catalog", "selections", "inputs", tmp_path / "run")
+    combined = (run_dir / "steps" / "summary_combine" / "combined.txt").read_text().splitlines()
+    assert combined == ["selected 300 sourced", "3", "selected 400 sourced", "3", "selected 500 sourced", "3"]
+    assert (run_dir / "steps" / "report" / "lines.txt").read_text().strip() == "6"

@@ -25,6 +25,13 @@ What is translated, feature by feature:
   (``image:imagetag``, pinned by ID when pulled or loaded);
   ``kubernetes_memory_limit`` becomes the template's memory.
 
+- stage selections ``{stages: S, output: O, unwrap, flatten}`` become
+  ``$steps.S.O`` (a gathered list when S scatters and the taker does not),
+  and ``S[*].INNER`` a stage of S's sub-workflow (``$steps.S.INNER.O``); a
+  multistep stage scattering over a scattered stage's outputs runs branch to
+  branch with it; ``constant-pub`` values reach their takers as literals;
+  an ``envscript`` is sourced at the top of an sh or bash script.
+
 - resources ``CVMFS``, ``GRIDProxy``, ``KRB5Auth`` become the declared needs
   ``host_resources: [cvmfs]``, ``credentials: [grid_proxy]`` / ``[kerberos]``
   (which each machine's operator provides, see recast/host_resources.py).
@@ -36,14 +43,15 @@ outputs (the list of files matched when the job ends).
   sub-workflow: its init parameters are the enclosing stage's parameters,
   its templates are named OUTER_INNER.
 
-Everything else (constant publishers,
-``envscript``, scatters over another stage's outputs ...) is named in the
-report, and the import writes nothing.
+Everything else (``fromyaml-pub``, ``par_mounts``, jq or indexed stage
+selections, scatters over outputs zipped with other lists ...) is named in
+the report, and the import writes nothing.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
@@ -163,6 +171,9 @@ class Translation:
         self.outputs: dict[str, dict[str, str]] = {}  # stage -> output name -> path in the job's folder
         self.init_uses: dict[str, list[tuple[str, str, str]]] = {}  # request param -> (template, param, via)
         self.scattered: dict[str, str | None] = {}  # stage -> its scatter key (None: one job)
+        self.scatters: dict[str, dict] = {}  # stage -> its recast scatter (a stage that copies it runs branch to branch)
+        self.subflows: dict[str, Translation] = {}  # sub-workflow stage -> its translation
+        self.constants: dict[str, dict[str, Any]] = {}  # stage -> values a constant-pub publishes
         stages = workflow.get("stages") if isinstance(workflow, dict) else None
         if not isinstance(stages, list) or not stages:
             raise RecastError(f"{source}: {where or 'the workflow'}: not a yadage workflow (no list of stages)")
@@ -179,7 +190,8 @@ class Translation:
         if kind not in ("singlestep-stage", "multistep-stage"):
             self.report.cannot(self.source, f"{where}.scheduler.scheduler_type", f"scheduler {kind!r}")
             return
-        parameters = scheduler.get("parameters") or {}
+        parameters = {p: self.selection(v, f"{where}.scheduler.parameters.{p}")
+                      for p, v in (scheduler.get("parameters") or {}).items()}
         scatter = scheduler.get("scatter") if kind == "multistep-stage" else None
         scattered_params: list[str] = []
         stage_doc: dict[str, Any] = {"name": name, "template": name}
@@ -197,6 +209,13 @@ class Translation:
                 elif isinstance(value, dict) and (over := self.runtime_list(value)) and len(scattered_params) == 1:
                     lists = None
                     stage_doc["scatter"] = {"over": over}  # the files another stage's glob matched
+                elif isinstance(value, dict) and len(scattered_params) == 1 and not value.get("inner") and \
+                        (producer := self.names.get(value.get("step"))) in self.scatters and \
+                        value.get("output") in self.outputs.get(producer, {}):
+                    # a map over a map: one branch per branch of the producer, each taking that branch's output
+                    lists = None
+                    stage_doc["scatter"] = dict(self.scatters[producer])
+                    self.scattered[name] = self.scattered[producer]
                 else:
                     self.report.cannot(self.source, f"{where}.scheduler.parameters.{p}",
                                        "a scatter over a literal list, over another stage's outputs zipped with "
@@ -204,7 +223,10 @@ class Translation:
                                        "glob")
             if lists is not None:
                 stage_doc["scatter"] = {method: lists}
-        self.scattered[name] = (f"{scatter.get('method')}:{sorted(scattered_params)}" if scatter else None)
+        if name not in self.scattered:
+            self.scattered[name] = repr(stage_doc.get("scatter", scatter)) if scatter else None
+        if "scatter" in stage_doc:
+            self.scatters[name] = stage_doc["scatter"]
         if "workflow" in scheduler:
             self.nested(name, scheduler, parameters, scattered_params, stage_doc, where)
             return
@@ -234,8 +256,8 @@ class Translation:
             if isinstance(value, dict) and value.get("step") == "init" and isinstance(value.get("output"), str):
                 init[p] = ("item", identifier(p), value["output"]) if p in scattered else ("request", value["output"])
             elif isinstance(value, dict) and value.get("step") in self.names and \
-                    value.get("output") in self.outputs.get(self.names[value["step"]], {}):
-                init[p] = ("steps", f"$steps.{self.names[value['step']]}.{identifier(value['output'])}")
+                    (found := self.produced(value, name)) is not None and found[0] != "constant":
+                init[p] = ("steps", found[0], found[1])
             elif isinstance(value, (str, int, float, bool)) and not (isinstance(value, str) and "{" in value):
                 init[p] = ("literal", value)
             else:
@@ -249,7 +271,52 @@ class Translation:
                             prefix=f"{self.prefix}{name}_", init=init, where=f"{where}.scheduler.workflow.")
         stage_doc.pop("template", None)
         stage_doc["workflow"] = {"stages": inner.stages}
+        self.subflows[name] = inner
         self.stages.append(stage_doc)
+
+    def selection(self, value: Any, where: str) -> Any:
+        """yadage's stage selection ``{stages: SELECTION, output: O, unwrap, flatten}`` in the ``{step: S,
+        output: O}`` form, with ``inner``: the stages below S when S is a sub-workflow (``S[*].INNER``,
+        ``S.[*].MID[*].INNER``). A gather is a flat list of every branch's output and a single stage's output
+        is one value, so ``unwrap`` and ``flatten`` ask nothing more. Other values are returned as they are."""
+        if not (isinstance(value, dict) and "stages" in value and "output" in value):
+            return value
+        selected = value["stages"]
+        parts = re.split(r"\.?\[\*\]\.", selected) if isinstance(selected, str) else []
+        if not parts or not all(re.fullmatch(r"[A-Za-z0-9_-]+", part) for part in parts):
+            self.report.cannot(self.source, f"{where}.stages", f"{selected!r}: recast follows a stage's name, "
+                                                               "or NAME[*].INNER into its sub-workflow")
+            return None
+        return {"step": parts[0], "output": value["output"], **({"inner": parts[1:]} if parts[1:] else {})}
+
+    def produced(self, value: dict, consumer: str) -> tuple | None:
+        """What a stage takes from ``{step, output[, inner]}``: ``(REFERENCE, is_a_list)`` (a list when it
+        gathers a scatter's branches, or is a glob), ``("constant", VALUE)``, or None when nothing is
+        published under that name."""
+        producer = self.names[value["step"]]
+        translation, path, gathered = self, [producer], False
+        scattered = self.scattered.get(producer)
+        gathered = scattered is not None and scattered != self.scattered.get(consumer)
+        for inner in value.get("inner", []):
+            translation = translation.subflows.get(path[-1])
+            if translation is None or inner not in translation.names:
+                return None
+            path.append(translation.names[inner])
+            gathered = gathered or translation.scattered.get(path[-1]) is not None
+        output = value["output"]
+        if output in translation.constants.get(path[-1], {}):
+            return "constant", translation.constants[path[-1]][output]
+        published = translation.outputs.get(path[-1], {}).get(output)
+        if published is None:
+            return None
+        if published.startswith(GLOB) and gathered:
+            self.report.cannot(self.source, f"{'.'.join(path)}.{output}", "gathering a glob output over a scatter")
+        return f"$steps.{'.'.join(path)}.{identifier(output)}", gathered or published.startswith(GLOB)
+
+    @staticmethod
+    def literal(value: Any) -> tuple[Any, dict]:
+        """A literal binding (a leading $ escaped as $$) and its parameter's declaration."""
+        return (f"${value}" if isinstance(value, str) and value.startswith("$") else value), type_of(value, None)
 
     def runtime_list(self, value: dict) -> str | None:
         """``$steps.S.O`` when ``value`` names the glob output O of an unscattered stage S (a list known when S
@@ -288,7 +355,8 @@ class Translation:
                     elif source[0] == "literal":
                         bind[pname], params[pname] = source[1], type_of(source[1], None)
                     elif source[0] == "steps":
-                        bind[pname], params[pname] = source[1], {"type": "file"}
+                        bind[pname] = source[1]
+                        params[pname] = {"type": "list", "items": {"type": "file"}} if source[2] else {"type": "file"}
                     else:
                         via, request_param = source[0], source[-1]
                         bind[pname] = f"$item.{source[1]}" if via == "item" else f"$request.{request_param}"
@@ -297,18 +365,17 @@ class Translation:
                     bind[pname] = f"$item.{pname}" if p in scattered else f"$request.{output}"
                     self.init_uses.setdefault(output, []).append((name, pname, "item" if p in scattered else "request"))
                 elif value["step"] in self.names:
-                    producer = self.names[value["step"]]
-                    produced = self.outputs.get(producer, {})
-                    if output not in produced:
-                        self.report.cannot(self.source, at, f"output {output!r} of stage {value['step']!r} is not a "
-                                                            "file its publisher declares")
+                    found = self.produced(value, name)
+                    if found is None:
+                        self.report.cannot(self.source, at, f"output {output!r} of stage "
+                                                            f"{'.'.join([value['step'], *value.get('inner', [])])!r} "
+                                                            "is not a file or constant its publisher declares")
                         continue
-                    bind[pname] = f"$steps.{producer}.{identifier(output)}"
-                    gathered = self.scattered.get(producer) is not None and \
-                        self.scattered.get(producer) != self.scattered.get(name)
-                    if produced[output].startswith(GLOB) and gathered:
-                        self.report.cannot(self.source, at, "gathering a glob output over a scatter")
-                    many = gathered or produced[output].startswith(GLOB)
+                    if found[0] == "constant":  # known now: the value itself
+                        bind[pname], params[pname] = self.literal(found[1])
+                        continue
+                    reference, many = found
+                    bind[pname] = reference
                     params[pname] = {"type": "list", "items": {"type": "file"}} if many else {"type": "file"}
                 else:
                     self.report.cannot(self.source, at, f"a reference to {value['step']!r}, which is not a stage")
@@ -317,13 +384,22 @@ class Translation:
             elif isinstance(value, (dict, list)) and "step" in str(value):
                 self.report.cannot(self.source, at, "references inside a list or object")
             else:
-                bind[pname] = f"${value}" if isinstance(value, str) and value.startswith("$") else value
-                params[pname] = type_of(value, None)
+                bind[pname], params[pname] = self.literal(value)
         process = self.process(step.get("process") or {}, f"{where}.step.process", workdir_paths)
-        outputs = self.publisher(step.get("publisher") or {}, f"{where}.step.publisher", workdir_paths)
+        outputs = self.publisher(step.get("publisher") or {}, f"{where}.step.publisher", workdir_paths, name)
         environment = self.environment(step.get("environment") or {}, f"{where}.step.environment")
         if process is None or outputs is None or environment is None:
             return None
+        envscript = (step.get("environment") or {}).get("envscript")
+        if envscript:  # packtivity sources it before the command, in the same shell
+            if process["interpreter"] == "python3" or not isinstance(envscript, str) or \
+                    not re.fullmatch(r"[A-Za-z0-9_./~+-]{1,255}", envscript):
+                self.report.cannot(self.source, f"{where}.step.environment.envscript",
+                                   f"{envscript!r}: an envscript recast can source is a plain path, before an sh or "
+                                   "bash script")
+                return None
+            quoted = shlex.quote(envscript).replace("{", "{{").replace("}", "}}")
+            process["script"] = f". {quoted}\n{process['script']}"
         self.outputs[name] = {k: v for k, v in outputs.items()}
         for p in list(bind):  # parameters the script never uses are not parameters (yadage passes them anyway)
             if not re.search(r"\{" + re.escape(p) + r"\}", process["script"]):
@@ -363,11 +439,21 @@ class Translation:
 
         return {"kind": "script", "interpreter": interpreter, "script": references.PLACEHOLDER.sub(fill, body)}
 
-    def publisher(self, publisher: dict, where: str, workdir_paths: dict[str, str]) -> dict[str, str] | None:
-        """Output name -> path in the job's folder; a glob's pattern is marked ``GLOB:`` (a list of files)."""
+    def publisher(self, publisher: dict, where: str, workdir_paths: dict[str, str],
+                  stage: str) -> dict[str, str] | None:
+        """Output name -> path in the job's folder; a glob's pattern is marked ``GLOB:`` (a list of files).
+        A constant-pub's values are kept in ``constants``: a stage that takes one gets the value itself."""
         kind = publisher.get("publisher_type")
         found: dict[str, str] = {}
-        if kind == "interpolated-pub":
+        if kind == "constant-pub":
+            constants = publisher.get("publish") or {}
+            for name, value in constants.items():
+                if "{" in str(value):
+                    self.report.cannot(self.source, f"{where}.publish.{name}",
+                                       f"{value!r}: a constant with a placeholder")
+                    return None
+            self.constants[stage] = dict(constants)
+        elif kind == "interpolated-pub":
             mark = GLOB if publisher.get("glob") else ""
             for name, pattern in (publisher.get("publish") or {}).items():
                 path = self.workdir_path(pattern, workdir_paths)
@@ -415,9 +501,8 @@ class Translation:
             self.report.cannot(self.source, f"{where}.environment_type",
                                f"environment {environment.get('environment_type')!r}")
             return None
-        for key in ("envscript", "par_mounts"):
-            if environment.get(key):
-                self.report.cannot(self.source, f"{where}.{key}", f"{key} (not yet in recast's spec)")
+        if environment.get("par_mounts"):
+            self.report.cannot(self.source, f"{where}.par_mounts", "par_mounts (not yet in recast's spec)")
         workdir = environment.get("workdir")
         if workdir is not None and not (isinstance(workdir, str) and re.fullmatch(r"/[A-Za-z0-9_.+/-]*", workdir)
                                         and ".." not in workdir.split("/")):
@@ -463,6 +548,8 @@ def translate(workflow_path: Path, toplevel: Path | None, inputs: dict[str, dict
             declared = {"type": "list", "items": declared}
         request[name] = declared
         for template, param, via in uses:
+            if template not in translation.templates:
+                continue  # not translated: the report says why
             translation.templates[template]["parameters"][param] = dict(
                 declared["items"] if via == "item" and declared.get("type") == "list" else declared)
     for template in translation.templates.values():  # a parameter the script dropped is no parameter
