@@ -103,3 +103,36 @@ def test_line_progress_every_few_points(capsys):
     lines = stream.getvalue().splitlines()
     assert lines[0] == "scan: 30 points" and len(lines) == 4
     assert lines[-1].startswith("scan: 30/30 points (1 failed, 0 doubtful)")
+
+
+FORKED_SCAN = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from recast.likelihood import load_workspace, scan
+from recast.likelihood.scan import can_fork
+likelihood = load_workspace(sys.argv[2], json.loads(sys.argv[3]))
+forkable = can_fork()
+two = scan(likelihood, workers=2, progress=False)
+one = scan(likelihood, workers=1, progress=False)
+print(json.dumps({"forkable": forkable, "two": two, "one": one}))
+"""
+
+
+def test_a_scan_forks_its_worker_before_jax_and_gets_the_same_numbers(sbottom_dir, tmp_path):
+    """In a fresh process (jax not imported) the worker is forked, not spawned; its points are the same."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    patches = [str(patch_path(sbottom_dir, "RegionA", p)) for p in POINTS[:6]]
+    root = Path(__file__).resolve().parent.parent
+    output = subprocess.run(
+        [sys.executable, "-c", FORKED_SCAN, str(root), str(sbottom_dir / "RegionA" / "BkgOnly.json"), json.dumps(patches)],
+        check=True, capture_output=True, text=True, cwd=root, timeout=600,
+    ).stdout
+    found = json.loads(output.splitlines()[-1])
+    assert found["forkable"] and found["two"]["workers"] == 2 and found["two"]["failed"] == 0
+    one = {r["point"]: r for r in found["one"]["points"]}
+    for row in found["two"]["points"]:
+        assert_cls_close(row["cls_obs"], one[row["point"]]["cls_obs"], 1e-9, row["point"])
+        assert_cls_close(row["cls_exp"], one[row["point"]]["cls_exp"], 1e-9, row["point"])
