@@ -355,26 +355,29 @@ def _step(script: str, outputs: dict | None = None, envscript: str | None = None
 
 
 def _stage(name: str, step: dict | None, parameters: dict, after: list[str], scatter: list[str] | None = None,
-           workflow: dict | None = None) -> dict:
+           workflow: dict | None = None, batch: int | None = None) -> dict:
     scheduler = {"scheduler_type": "multistep-stage" if scatter else "singlestep-stage", "parameters": parameters}
     scheduler.update({"step": step} if step is not None else {"workflow": workflow})
     if scatter:
         scheduler["scatter"] = {"method": "zip", "parameters": scatter}
+    if batch:
+        scheduler["batchsize"] = batch
     return {"name": name, "dependencies": after, "scheduler": scheduler}
 
 
 def selected_workflow() -> dict:
     """Written for this test in the forms published yadage workflows use: stage selections ({stages, output,
-    unwrap}), a map over a map, a gather into a sub-workflow, a selection into it (NAME[*].INNER), a
-    constant publisher, and an envscript."""
+    unwrap}), a batched scatter, a map over a map, a gather into a sub-workflow, a selection into it
+    (NAME[*].INNER), a constant publisher, and an envscript."""
     combine = {"stages": [_stage("combine", _step("cat {selected} > {out}", {"combined": "out"}),
                                  {"selected": {"stages": "init", "output": "selected"},
                                   "out": "{workdir}/combined.txt"}, ["init"])]}
     return {"stages": [
         _stage("settings", _step("echo configured", constants={"label": "selected", "cut": 3}), {}, ["init"]),
-        _stage("generate", _step('echo "point {point} $SETUP" > {out}', {"events": "out"}, envscript="/opt/setup.sh"),
+        _stage("generate", _step('for p in {point}; do echo "point $p $SETUP"; done > {out}', {"events": "out"},
+                                 envscript="/opt/setup.sh"),
                {"point": {"stages": "init", "output": "points", "unwrap": True}, "out": "{workdir}/events.txt"},
-               ["init"], scatter=["point"]),
+               ["init"], scatter=["point"], batch=2),
         _stage("select", _step("sed 's/^point/{label}/' {events} | cut -c1-100 > {out}; echo {cut} >> {out}",
                                {"selected": "out"}),
                {"events": {"stages": "generate", "output": "events"},
@@ -398,7 +401,8 @@ def test_stage_selections_map_over_map_constants_and_envscript_translate(tmp_pat
     entry = Path(imported(tmp_path / "catalog", "yadage", workflow, "--id", "selections",
                           "--inputs", str(inputs))["path"])
     stages = {s["name"]: s for s in load(entry, "analysis.yaml")["workflow"]["stages"]}
-    assert stages["generate"]["scatter"] == {"zip": {"point": "$request.points"}}
+    assert stages["generate"]["scatter"] == {"zip": {"point": "$request.points"}, "batch": 2}
+    assert load(entry, "templates/generate.yaml")["parameters"]["point"] == {"type": "list", "items": {"type": "integer"}}
     # a map over a map: the same branches, each taking its own branch's file
     assert stages["select"]["scatter"] == stages["generate"]["scatter"]
     assert stages["select"]["bind"] == {"events": "$steps.generate.events", "label": "selected", "cut": 3}
@@ -442,5 +446,8 @@ def test_stage_selections_map_over_map_constants_and_envscript_run_end_to_end(tm
     imported(tmp_path / "catalog", "yadage", workflow, "--id", "selections", "--inputs", str(inputs))
     run_dir = run_and_test(tmp_path / "catalog", "selections", "inputs", tmp_path / "run")
     combined = (run_dir / "steps" / "summary_combine" / "combined.txt").read_text().splitlines()
-    assert combined == ["selected 300 sourced", "3", "selected 400 sourced", "3", "selected 500 sourced", "3"]
-    assert (run_dir / "steps" / "report" / "lines.txt").read_text().strip() == "6"
+    # two jobs of generate (batches of 2), two of select, each taking its own branch's file
+    assert sorted(p.name for p in (run_dir / "steps").iterdir() if p.name.startswith(("generate", "select"))) == [
+        "generate__0", "generate__1", "select__0", "select__1"]
+    assert combined == ["selected 300 sourced", "selected 400 sourced", "3", "selected 500 sourced", "3"]
+    assert (run_dir / "steps" / "report" / "lines.txt").read_text().strip() == "5"

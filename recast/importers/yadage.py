@@ -8,7 +8,7 @@ What is translated, feature by feature:
 - stages: ``singlestep-stage``, and ``multistep-stage`` whose ``scatter``
   (``zip`` or ``cartesian``) runs over init parameters, or over the files an
   unscattered stage's glob published (a scatter recast plans once they are
-  known); ``dependencies`` become ``after``;
+  known), ``batchsize: N`` its ``batch: N``; ``dependencies`` become ``after``;
 - parameters: ``{step: init, output: X}`` becomes the request parameter X
   (typed from the example inputs: integer, number, string, a list of them, or
   a file when the value names a file beside the inputs);
@@ -223,6 +223,15 @@ class Translation:
                                        "glob")
             if lists is not None:
                 stage_doc["scatter"] = {method: lists}
+            batch = scheduler.get("batchsize")
+            if batch is not None:  # N elements per job: each scattered parameter is then a list of N
+                if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 100_000 \
+                        or "workflow" in scheduler or lists is None:
+                    self.report.cannot(self.source, f"{where}.scheduler.batchsize",
+                                       f"{batch!r}: recast batches a step's scatter over init lists, 1 to 100000 "
+                                       "elements a job")
+                    return
+                stage_doc["scatter"]["batch"] = batch
         if name not in self.scattered:
             self.scattered[name] = repr(stage_doc.get("scatter", scatter)) if scatter else None
         if "scatter" in stage_doc:
@@ -363,7 +372,8 @@ class Translation:
                         self.top.init_uses.setdefault(request_param, []).append((self.prefix + name, pname, via))
                 elif value["step"] == "init":
                     bind[pname] = f"$item.{pname}" if p in scattered else f"$request.{output}"
-                    self.init_uses.setdefault(output, []).append((name, pname, "item" if p in scattered else "request"))
+                    via = ("batch" if "batch" in stage_doc.get("scatter", {}) else "item") if p in scattered else "request"
+                    self.init_uses.setdefault(output, []).append((name, pname, via))
                 elif value["step"] in self.names:
                     found = self.produced(value, name)
                     if found is None:
@@ -544,7 +554,7 @@ def translate(workflow_path: Path, toplevel: Path | None, inputs: dict[str, dict
         declared = type_of(example, files_root) if example is not None else {"type": "string"}
         if example is None:
             report.note(workflow_path, f"init.{name}", "no example value: declared a string")
-        if any(via == "item" for _, _, via in uses) and declared["type"] != "list":
+        if any(via in ("item", "batch") for _, _, via in uses) and declared["type"] != "list":
             declared = {"type": "list", "items": declared}
         request[name] = declared
         for template, param, via in uses:
