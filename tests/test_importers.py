@@ -451,3 +451,61 @@ def test_stage_selections_map_over_map_constants_and_envscript_run_end_to_end(tm
         "generate__0", "generate__1", "select__0", "select__1"]
     assert combined == ["selected 300 sourced", "selected 400 sourced", "3", "selected 500 sourced", "3"]
     assert (run_dir / "steps" / "report" / "lines.txt").read_text().strip() == "5"
+
+
+def _leaves(node, at=()):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield at + (key,)
+            yield from _leaves(value, at + (key,))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield at + (i,)
+            yield from _leaves(value, at + (i,))
+
+
+def test_a_malformed_workflow_at_any_field_is_a_clear_error_never_a_traceback(tmp_path):
+    """Every field of a workflow replaced by values of the wrong shape: a RecastError or an import, nothing else."""
+    from recast.errors import RecastError
+    from recast.importers.yadage import import_workflow
+
+    import copy
+
+    base = selected_workflow()
+    wrong = [None, 7, ["a", 1], {"x": {"y": 1}}, "x" * 300]
+    workflow = tmp_path / "src" / "workflow.yml"
+    workflow.parent.mkdir()
+    refused = 0
+    for n, at in enumerate(_leaves(base)):
+        document = copy.deepcopy(base)
+        node = document
+        for key in at[:-1]:
+            node = node[key]
+        node[at[-1]] = copy.deepcopy(wrong[n % len(wrong)])
+        workflow.write_text(yaml.safe_dump(document))
+        try:
+            import_workflow(workflow, tmp_path / "catalog", f"m{n}", inputs={"inputs": {"points": [1, 2]}},
+                            files_root=workflow.parent)
+        except RecastError:
+            refused += 1
+    assert refused > len(list(_leaves(base))) // 2
+
+
+@pytest.mark.parametrize("kind, name, text, message", [
+    ("yadage", "workflow.yml", "stages:\n  - {name: a, dependencies: init, scheduler: singlestep}\n",
+     "stages[0].dependencies: expected array, found str 'init'"),
+    ("recast-atlas", "recast.yml", "name: x\nspec: {workflow: [a]}\n", "spec.workflow: expected string"),
+    ("recast-atlas", "recast.yml", "name: x\nspec: {toplevel: ., workflow: ../../outside.yml}\n",
+     "is outside its toplevel"),
+    ("reana", "reana.yaml", "workflow: {type: yadage, file: {a: 1}}\n", "workflow.file: expected string"),
+    ("reana", "reana.yaml", "workflow: {type: yadage, file: ../outside.yml}\n", "workflow.file '../outside.yml' is "
+                                                                               "not a file inside"),
+])
+def test_malformed_sources_are_refused_naming_the_field(kind, name, text, message, tmp_path):
+    (tmp_path / "outside.yml").write_text("stages: []\n")
+    source = tmp_path / "a" / "b" / name
+    source.parent.mkdir(parents=True)
+    source.write_text(text)
+    done = recast("import", kind, str(source), "--catalog", str(tmp_path / "catalog"))
+    assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "catalog").exists()

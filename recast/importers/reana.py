@@ -24,10 +24,43 @@ from recast.importers import Report
 from recast.importers.yadage import default_id, identifier, import_workflow
 
 
+_TEXT = {"type": "string"}
+_TEXTS = {"type": ["array", "null"], "items": _TEXT}
+# What the importer reads of a reana.yaml; other keys are ignored.
+STRUCTURE = {
+    "type": "object", "required": ["workflow"], "properties": {
+        "workflow": {"type": "object", "required": ["type", "file"], "properties": {"type": _TEXT, "file": _TEXT}},
+        "inputs": {"type": ["object", "null"], "properties": {"parameters": {"type": ["object", "null"]},
+                                                               "files": _TEXTS, "directories": _TEXTS}},
+        "outputs": {"type": ["object", "null"], "properties": {"files": _TEXTS}},
+        "tests": {"type": ["object", "null"], "properties": {"files": _TEXTS}},
+    },
+}
+
+
+def _file_of(root: Path, relative: str, field: str, source: Path) -> Path:
+    """``root/relative``: a regular file inside the analysis's folder (RecastError naming the field if not)."""
+    from recast.files import UnsafePath, confined
+
+    try:
+        found = confined(root, relative, field)
+        if found.is_file():
+            return found
+    except (UnsafePath, RecastError, OSError, ValueError):
+        pass
+    raise RecastError(f"{source}: {field} {spec.short(relative)} is not a file inside {root}")
+
+
 def import_analysis(path: Path, catalog: Path, entry_id: str | None = None, force: bool = False) -> tuple[Path, Report]:
+    from jsonschema import Draft202012Validator
+
     document = spec.load_document(path)
     if not isinstance(document, dict) or not isinstance(document.get("workflow"), dict):
         raise RecastError(f"{path}: not a reana.yaml (expected inputs, workflow, outputs)")
+    found = spec.first_errors(Draft202012Validator(STRUCTURE).iter_errors(document), path)
+    if found:
+        raise RecastError(f"{path}: not a reana.yaml recast can read:\n"
+                          + "\n".join(f"  {where}: {message}" for _, where, message in found))
     report = Report(str(path))
     kind = document["workflow"].get("type")
     if kind == "snakemake":
@@ -36,10 +69,9 @@ def import_analysis(path: Path, catalog: Path, entry_id: str | None = None, forc
         report.cannot(path, "workflow.type", f"a {kind} workflow (recast imports yadage and snakemake ones)")
         report.raise_if_unsupported()
     root = path.parent
-    workflow = root / str(document["workflow"].get("file", ""))
-    if not workflow.is_file():
-        raise RecastError(f"{path}: workflow.file {document['workflow'].get('file')!r} not found")
-    features = [root / f for f in ((document.get("tests") or {}).get("files") or [])]
+    workflow = _file_of(root, document["workflow"]["file"], "workflow.file", path)
+    features = [_file_of(root, f, f"tests.files[{i}]", path)
+                for i, f in enumerate((document.get("tests") or {}).get("files") or [])]
     parameters = dict((document.get("inputs") or {}).get("parameters") or {})
     return import_workflow(workflow, catalog, entry_id or default_id(path),
                            toplevel=root, inputs={"default": parameters} if parameters else {},
@@ -120,13 +152,18 @@ def import_snakemake(path: Path, document: dict, catalog: Path, entry_id: str | 
     from recast.importers.yadage import _dump, analysis_document, write_entry
 
     root = path.parent
-    snakefile = root / str(document["workflow"].get("file", ""))
-    if not snakefile.is_file():
-        raise RecastError(f"{path}: workflow.file {document['workflow'].get('file')!r} not found")
+    snakefile = _file_of(root, document["workflow"]["file"], "workflow.file", path)
     parameters = dict((document.get("inputs") or {}).get("parameters") or {})
     config = parameters
-    if isinstance(parameters.get("input"), str) and (root / parameters["input"]).is_file():
-        config = dict(spec.load_document(root / parameters["input"]) or {})  # REANA's configfile convention
+    if isinstance(parameters.get("input"), str) and "\0" not in parameters["input"]:
+        try:  # REANA's configfile convention
+            configfile = _file_of(root, parameters["input"], "inputs.parameters.input", path)
+        except RecastError:
+            configfile = None
+        if configfile is not None:
+            config = spec.load_document(configfile)
+            if not isinstance(config, dict):
+                raise RecastError(f"{configfile}: the configfile (inputs.parameters.input) is not a mapping")
     translation = snakemake.translate(snakefile, root, config, report)
     made = {p: stage for stage, outputs in translation.outputs.items() for p in outputs.values()}
     named = {p: (stage, name) for stage, outputs in translation.outputs.items() for name, p in outputs.items()}
@@ -143,7 +180,8 @@ def import_snakemake(path: Path, document: dict, catalog: Path, entry_id: str | 
                                      f"Imported by `recast import reana` from {path.name} ({snakefile.name}).",
                                      translation, translation.request, {"default": "examples/default.yaml"},
                                      None, results)
-    features = [root / f for f in ((document.get("tests") or {}).get("files") or [])]
+    features = [_file_of(root, f, f"tests.files[{i}]", path)
+                for i, f in enumerate((document.get("tests") or {}).get("files") or [])]
     checks = gherkin_checks(features, translation.stages, inputs, report,
                             lambda p, files: f"steps/{made[p]}/{p}" if p in made
                             else f"inputs/{p}" if p in files else None)

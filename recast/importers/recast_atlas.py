@@ -18,11 +18,32 @@ from recast.importers import Report
 from recast.importers.yadage import identifier, import_workflow
 
 
+_TEXT = {"type": "string"}
+# What the importer reads of an entry; other keys are ignored.
+STRUCTURE = {
+    "type": "object", "required": ["spec"], "properties": {
+        "name": _TEXT,
+        "metadata": {"type": ["object", "null"], "properties": {"short_description": _TEXT, "author": _TEXT}},
+        "spec": {"type": "object", "properties": {"toplevel": _TEXT, "workflow": _TEXT}},
+        "example_inputs": {"type": ["object", "null"], "additionalProperties": {
+            "type": ["object", "null"], "properties": {"initdata": {"type": ["object", "null"]}}}},
+        "results": {"type": ["array", "null"], "items": {
+            "type": "object", "required": ["relpath"], "properties": {"name": _TEXT, "relpath": _TEXT}}},
+    },
+}
+
+
 def import_entry(path: Path, catalog: Path, entry_id: str | None = None, toplevel: Path | None = None,
                  force: bool = False) -> tuple[Path, Report]:
+    from jsonschema import Draft202012Validator
+
     document = spec.load_document(path)
     if not isinstance(document, dict) or "spec" not in document:
         raise RecastError(f"{path}: not a recast-atlas entry (expected name, metadata, spec, example_inputs)")
+    found = spec.first_errors(Draft202012Validator(STRUCTURE).iter_errors(document), path)
+    if found:
+        raise RecastError(f"{path}: not a recast-atlas entry recast can read:\n"
+                          + "\n".join(f"  {where}: {message}" for _, where, message in found))
     report = Report(str(path))
     where = document["spec"] or {}
     remote = str(where.get("toplevel", ""))
@@ -33,6 +54,8 @@ def import_entry(path: Path, catalog: Path, entry_id: str | None = None, topleve
         base = path.parent / remote if remote else path.parent
         toplevel = base if (base / where.get("workflow", "")).is_file() else base / "specs"
     workflow = toplevel / str(where.get("workflow", "workflow.yml"))
+    if not workflow.resolve().is_relative_to(toplevel.resolve()):
+        raise RecastError(f"{path}: spec.workflow {where.get('workflow')!r} is outside its toplevel {toplevel}")
     if not workflow.is_file():
         raise RecastError(f"{path}: the workflow {where.get('workflow')!r} is not in {toplevel}")
     inputs = {}

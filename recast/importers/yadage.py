@@ -149,8 +149,11 @@ def type_of(value: Any, files_root: Path | None) -> dict:
         return {"type": "list", "items": kinds[0] if kinds and all(k == kinds[0] for k in kinds) else {"type": "string"}}
     if isinstance(value, str) and files_root is not None and "://" not in value and not value.startswith("/"):
         candidate = files_root / value
-        if ".." not in Path(value).parts and candidate.is_file() and not candidate.is_symlink():
-            return {"type": "file"}
+        try:
+            if ".." not in Path(value).parts and candidate.is_file() and not candidate.is_symlink():
+                return {"type": "file"}
+        except OSError:  # a name too long for a path, say: not a file
+            pass
     return {"type": "string"}
 
 
@@ -288,7 +291,12 @@ class Translation:
         output: O}`` form, with ``inner``: the stages below S when S is a sub-workflow (``S[*].INNER``,
         ``S.[*].MID[*].INNER``). A gather is a flat list of every branch's output and a single stage's output
         is one value, so ``unwrap`` and ``flatten`` ask nothing more. Other values are returned as they are."""
-        if not (isinstance(value, dict) and "stages" in value and "output" in value):
+        if isinstance(value, dict) and ("step" in value or "stages" in value) and not (
+                isinstance(value.get("output"), str) and isinstance(value.get("step", value.get("stages")), str)):
+            self.report.cannot(self.source, where, f"{spec.short(value)}: a reference names a stage and an output, "
+                                                   "as text")
+            return None
+        if not (isinstance(value, dict) and "stages" in value):
             return value
         selected = value["stages"]
         parts = re.split(r"\.?\[\*\]\.", selected) if isinstance(selected, str) else []
@@ -541,11 +549,57 @@ class Translation:
                 **({"workdir": workdir} if workdir else {})}
 
 
+_TEXT = {"type": "string"}
+_OBJECT = {"type": "object"}
+# The shape of what the importer reads from a yadage workflow (its $refs resolved): other keys are allowed and
+# either translated or reported, but a document of another shape is refused here, field by field, not halfway
+# through the translation.
+STRUCTURE = {
+    "$ref": "#/$defs/workflow",
+    "$defs": {
+        "workflow": {"type": "object", "required": ["stages"], "properties": {
+            "stages": {"type": "array", "items": {"$ref": "#/$defs/stage"}}}},
+        "stage": {"type": "object", "required": ["name", "scheduler"], "properties": {
+            "name": _TEXT,
+            "dependencies": {"type": "array", "items": _TEXT},
+            "scheduler": {"type": "object", "required": ["scheduler_type"], "properties": {
+                "scheduler_type": _TEXT,
+                "parameters": _OBJECT,
+                "scatter": {"type": "object", "properties": {"method": _TEXT,
+                                                             "parameters": {"type": "array", "items": _TEXT}}},
+                "step": {"$ref": "#/$defs/step"},
+                "workflow": {"$ref": "#/$defs/workflow"}}}}},
+        "step": {"type": "object", "properties": {
+            "process": {"type": "object", "properties": {
+                "process_type": _TEXT, "cmd": _TEXT, "script": _TEXT, "interpreter": _TEXT}},
+            "publisher": {"type": "object", "properties": {
+                "publisher_type": _TEXT, "publish": _OBJECT, "outputmap": {"type": "object",
+                                                                           "additionalProperties": _TEXT},
+                "globexpression": _TEXT, "outputkey": _TEXT}},
+            "environment": {"type": "object", "properties": {
+                "environment_type": _TEXT, "image": _TEXT, "imagetag": {"type": ["string", "number"]},
+                "envscript": {"type": ["string", "null"]}, "workdir": {"type": ["string", "null"]},
+                "resources": {"type": "array", "items": {"type": ["string", "object"]}}}}}},
+    },
+}
+
+
+def check_structure(document: Any, source: Path) -> None:
+    """Refuse a workflow (its $refs resolved) that is not shaped as yadage's, saying which field and why."""
+    from jsonschema import Draft202012Validator
+
+    found = spec.first_errors(Draft202012Validator(STRUCTURE).iter_errors(document), source)
+    if found:
+        raise RecastError(f"{source}: not a yadage workflow recast can read:\n"
+                          + "\n".join(f"  {where or '(top)'}: {message}" for _, where, message in found))
+
+
 def translate(workflow_path: Path, toplevel: Path | None, inputs: dict[str, dict], files_root: Path | None,
               report: Report) -> tuple[Translation, dict[str, dict]]:
     """The translation of a workflow and the request parameters its init values need."""
     resolver = Resolver(workflow_path, toplevel, report)
     document = resolver.resolve(resolver.load(workflow_path.resolve()), workflow_path.resolve())
+    check_structure(document, workflow_path)
     translation = Translation(document, workflow_path, report)
     examples = list(inputs.values())
     request: dict[str, dict] = {}
