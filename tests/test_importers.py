@@ -509,3 +509,15 @@ def test_malformed_sources_are_refused_naming_the_field(kind, name, text, messag
     done = recast("import", kind, str(source), "--catalog", str(tmp_path / "catalog"))
     assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not (tmp_path / "catalog").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"rule a:\n    output: '\xff'\n", "not a Snakefile recast can read: not UTF-8 text"),
+    (b"rule a:\n    shell: '" + b"a" * (5 * 2**20) + b"'\n", "more than a Snakefile recast reads"),
+    (b"rule a:\n    shell: " + b"(" * 5000 + b"'x'" + b")" * 5000 + b"\n", "not a Snakefile recast can read"),
+])
+def test_a_snakefile_that_is_not_text_too_big_or_too_deep_is_refused(content, message, tmp_path):
+    (tmp_path / "Snakefile").write_bytes(content)
+    (tmp_path / "reana.yaml").write_text("workflow: {type: snakemake, file: Snakefile}\n")
+    done = recast("import", "reana", str(tmp_path / "reana.yaml"), "--catalog", str(tmp_path / "catalog"))
+    assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -48,11 +48,21 @@ class Rule:
     directives: dict[str, tuple[list, dict]] = field(default_factory=dict)  # directive -> (args, keywords)
 
 
+MAX_SNAKEFILE_BYTES = 4 * 2**20
+
+
 def parse_snakefile(path: Path, report: Report) -> list[Rule]:
     """The rules of a Snakefile, read (never run) through Snakemake's parser and Python's ``ast``."""
     from snakemake import parser
 
-    text = path.read_text()
+    if path.stat().st_size > MAX_SNAKEFILE_BYTES:
+        raise RecastError(f"{path}: {path.stat().st_size} bytes, more than a Snakefile recast reads "
+                          f"({MAX_SNAKEFILE_BYTES} bytes)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecastError(f"{path}: not a Snakefile recast can read: not UTF-8 text ({exc.reason} at byte "
+                          f"{exc.start})") from None
     source = SimpleNamespace(get_path_or_uri=lambda secret_free=True: str(path))
     workflow = SimpleNamespace(sourcecache=SimpleNamespace(open=lambda _: io.StringIO(text)))
     try:
