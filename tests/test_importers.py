@@ -515,7 +515,7 @@ def test_malformed_sources_are_refused_naming_the_field(kind, name, text, messag
     (b"rule a:\n    output: '\xff'\n", "not a Snakefile recast can read: not UTF-8 text"),
     (b"rule a:\n    shell: '" + b"a" * (5 * 2**20) + b"'\n", "more than a Snakefile recast reads"),
     (b"rule a:\n    shell: " + b"(" * 5000 + b"'x'" + b")" * 5000 + b"\n", "not a Snakefile recast can read"),
-])
+], ids=["not-utf8", "too-big", "too-deep"])
 def test_a_snakefile_that_is_not_text_too_big_or_too_deep_is_refused(content, message, tmp_path):
     (tmp_path / "Snakefile").write_bytes(content)
     (tmp_path / "reana.yaml").write_text("workflow: {type: snakemake, file: Snakefile}\n")
