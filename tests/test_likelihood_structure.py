@@ -201,15 +201,17 @@ def test_direct_slsqp_is_scipys_minimize_bit_for_bit(region_a, monkeypatch):
     compared = []
     direct = fits.slsqp
 
-    def both(objective, x0, bounds, tolerance, maxiter):
-        ours = direct(objective, x0, bounds, tolerance, maxiter)
+    def both(objective, x0, bounds, tolerance, maxiter, hessian=None):
+        ours = direct(objective, x0, bounds, tolerance, maxiter, hessian=hessian)
+        if hessian is not None:  # started from a known matrix: scipy has no such start (tested below)
+            return ours
         theirs = scipy.optimize.minimize(objective, x0, method="SLSQP", jac=True, bounds=bounds, tol=tolerance,
                                          options={"maxiter": maxiter})
         compared.append((ours, theirs))
         return ours
 
     monkeypatch.setattr(fits, "slsqp", both)
-    for point in region_a.points[:2]:
+    for point in region_a.points[:3]:
         PointEngine(region_a, point, Settings(backend="jax")).cls(1.0)
     assert len(compared) >= 6
     for ours, theirs in compared:
@@ -232,3 +234,35 @@ def test_points_with_other_systematics_but_the_same_shapes_share_a_trace(onelbb)
         assert _compare(fitter, traced, np.asarray(data, dtype=float)) <= 1e-10
     assert len(names) > 1, "the chosen points should have different parameters"
     assert functions.traces < len(points) and functions.retraced == 0
+
+
+def test_slsqp_started_from_a_matrix():
+    """SLSQP's quasi-Newton matrix entered as a no-op BFGS update: the identity is SLSQP's own start, bit for
+    bit; the exact Hessian of a quadratic finds its minimum in one step; the final matrix is returned."""
+    from recast.likelihood import fits
+
+    rng = np.random.default_rng(5)
+    root = rng.normal(size=(6, 6))
+    hessian = root @ root.T + 6 * np.eye(6)
+    centre = rng.normal(size=6)
+
+    def objective(x):
+        d = x - centre
+        return float(0.5 * d @ hessian @ d + 0.1 * np.sum(d**4)), hessian @ d + 0.4 * d**3
+
+    bounds = np.array([[-10.0, 10.0]] * 6)
+    plain = fits.slsqp(objective, np.zeros(6), bounds, None, 100)
+    identity = fits.slsqp(objective, np.zeros(6), bounds, None, 100, hessian=np.eye(6))
+    assert np.array_equal(plain.x, identity.x) and (plain.nit, plain.nfev) == (identity.nit, identity.nfev)
+    assert np.allclose(fits._unpacked(fits._packed_ldl(hessian), 6), hessian, rtol=1e-12)
+
+    def quadratic(x):
+        d = x - centre
+        return float(0.5 * d @ hessian @ d), hessian @ d
+
+    warm = fits.slsqp(quadratic, np.zeros(6), bounds, 1e-10, 100, hessian=hessian)
+    cold = fits.slsqp(quadratic, np.zeros(6), bounds, 1e-10, 100)
+    assert warm.success and np.allclose(warm.x, centre, atol=1e-8)
+    assert warm.nit <= 2 < cold.nit
+    assert warm.hessian.shape == (6, 6) and np.allclose(warm.hessian, warm.hessian.T)
+    assert fits._packed_ldl(-hessian) is None  # not positive definite: SLSQP starts from the identity

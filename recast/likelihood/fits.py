@@ -20,6 +20,13 @@ computes every p-value), and changes only how the fits run:
   conditional fit from the best of the candidates (each evaluated once),
   among them the same mu's fit on the other dataset moved by the difference
   of the two free fits (the nuisance parameters respond to mu nearly alike);
+- and with the curvature already known: the background fit (from pyhf's
+  start, pyhf's path: its parameters make the Asimov data) ends with SLSQP's
+  quasi-Newton estimate of the Hessian, and the fits after it (the free fit
+  to the data, the fits at fixed mu, whose numbers enter only through their
+  minima) start SLSQP with that matrix instead of the identity
+  (:func:`slsqp`): 50 evaluations a fit become 13 on sbottom, 90 become 30
+  on 1Lbb, with the same minima (CLs within 5e-6 of the fits from the identity);
 - the checks of :mod:`recast.likelihood.quality` (a probe of each minimum,
   one vectorised evaluation with jax; more starts only when it fires);
 - with jax, ``Model.logpdf`` is traced to a jaxpr whose constants (the model's
@@ -309,6 +316,9 @@ class FitResult:
     message: str = ""
     start: str = ""
     moved: bool = True
+    # SLSQP's quasi-Newton matrix at the end (free parameters of this fit, in their order), or None
+    curvature: np.ndarray | None = field(default=None, repr=False)
+    free: np.ndarray | None = field(default=None, repr=False)
 
     def summary(self, poi: int, conditional: bool = False) -> dict:
         return {
@@ -326,6 +336,9 @@ PYHF_START = "pyhf's start (suggested init)"
 # SLSQP's tolerance for fits with exact gradients (scaled parameters; see Fitter.__post_init__)
 EXACT_TOLERANCE = 1e-8
 SCALED_FITS = False  # see Fitter.__post_init__: faster, but not pyhf's numbers to 1e-5
+# The fits after the background fit (the free fit to the data, the fits at fixed mu) start SLSQP's
+# quasi-Newton matrix from the background fit's final one instead of the identity (see slsqp())
+CURVATURE_WARM_START = True
 # rows of one vectorised evaluation of the probe (Fitter.probe)
 PROBE_CHUNK = 32
 # a step of 1e-3 of the POI range off a bound that lowers -2 log L by more than this: the fit stopped early
@@ -417,13 +430,17 @@ class Fitter:
         return None
 
     def fit(self, data: np.ndarray, poi_value: float | None = None, start: np.ndarray | None = None, label: str = "",
-            maxiter: int | None = None, pyhf_like: bool = False) -> FitResult:
+            maxiter: int | None = None, pyhf_like: bool = False, curvature: FitResult | None = None) -> FitResult:
         """Minimise -2 log L over the free parameters; ``poi_value`` fixes the POI (a conditional fit).
 
         A fit that does not converge is returned with ``converged=False`` (the
         caller decides: another start, a warning); it never raises. With
         ``pyhf_like``, the fit runs as pyhf's does (unscaled parameters): the
         cross-checks that ask where plain pyhf's fit ends.
+
+        ``curvature``: a converged fit whose final quasi-Newton matrix starts
+        this fit's (see :func:`slsqp`), on the parameters both fits leave free
+        (identity elsewhere). Not with ``pyhf_like``.
         """
         import scipy.optimize
 
@@ -464,8 +481,11 @@ class Fitter:
 
             jac = None
         tolerance = None if pyhf_like else self.tolerance
+        hessian = None
+        if curvature is not None and not pyhf_like and curvature.curvature is not None and np.all(scale == 1.0):
+            hessian = _embed(curvature.curvature, curvature.free, free)
         if jac and _slsqp_kernel() is not None:
-            result = slsqp(objective, x0, z_bounds, tolerance, maxiter or self.maxiter)
+            result = slsqp(objective, x0, z_bounds, tolerance, maxiter or self.maxiter, hessian=hessian)
         else:
             result = scipy.optimize.minimize(
                 objective, x0, method="SLSQP", jac=jac, bounds=z_bounds, tol=tolerance,
@@ -476,6 +496,7 @@ class Fitter:
         return FitResult(
             pars=full.copy(), twice_nll=float(result.fun), iterations=int(result.nit), converged=bool(result.success),
             message=str(result.message), start=label, moved=bool(np.max(np.abs(full[free] - start_x), initial=0.0) > 1e-9),
+            curvature=getattr(result, "hessian", None) if np.all(scale == 1.0) else None, free=free,
         )
 
     def probe(self, data: np.ndarray, result: FitResult, poi_fixed: bool) -> np.ndarray | None:
@@ -537,7 +558,7 @@ class Fitter:
         return min(mu - low, high - mu) <= BOUND_FRACTION * (high - low)
 
     def minimum(self, data: np.ndarray, quality, name: str, start: np.ndarray | None, start_label: str,
-                poi_value: float | None = None) -> FitResult:
+                poi_value: float | None = None, curvature: FitResult | None = None) -> FitResult:
         """The lowest minimum found: one fit, then more starts where the cheap checks suggest trouble.
 
         Records the fit (and every alternative) in ``quality.fits[name]`` and
@@ -546,7 +567,7 @@ class Fitter:
         """
         from recast.likelihood.quality import TWICE_NLL_TOLERANCE
 
-        first = self.fit(data, poi_value=poi_value, start=start, label=start_label)
+        first = self.fit(data, poi_value=poi_value, start=start, label=start_label, curvature=curvature)
         results = [first]
         reasons = []
         if not first.converged:
@@ -624,7 +645,53 @@ def _slsqp_kernel():
     return kernel
 
 
-def slsqp(objective: Callable, x0: np.ndarray, bounds: np.ndarray, tolerance: float | None, maxiter: int):
+def _embed(matrix: np.ndarray, known: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """``matrix`` (over the parameters ``known``) on the parameters ``free``: its entries where both
+    are free, the identity (SLSQP's own start) for parameters it does not cover."""
+    out = np.eye(len(free))
+    where = {int(k): i for i, k in enumerate(known)}
+    mine = np.array([i for i, f in enumerate(free) if int(f) in where], dtype=int)
+    theirs = np.array([where[int(free[i])] for i in mine], dtype=int)
+    if len(mine):
+        out[np.ix_(mine, mine)] = matrix[np.ix_(theirs, theirs)]
+    return out
+
+
+def _packed_ldl(matrix: np.ndarray) -> np.ndarray | None:
+    """A symmetric positive definite matrix as SLSQP keeps it: L D L', packed by columns, D on the
+    diagonal places (scipy's slsqp.c); None when it is not positive definite."""
+    try:
+        chol = np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError:
+        return None
+    diag = np.diag(chol)
+    if not np.all(np.isfinite(chol)) or np.any(diag <= 0):
+        return None
+    unit = chol / diag  # columns scaled: unit lower triangular
+    n = len(matrix)
+    packed = np.empty(n * (n + 1) // 2)
+    at = 0
+    for j in range(n):
+        packed[at] = diag[j] ** 2
+        packed[at + 1 : at + n - j] = unit[j + 1 :, j]
+        at += n - j
+    return packed
+
+
+def _unpacked(packed: np.ndarray, n: int) -> np.ndarray:
+    """The matrix L D L' of SLSQP's packed factors."""
+    unit = np.eye(n)
+    d = np.empty(n)
+    at = 0
+    for j in range(n):
+        d[j] = packed[at]
+        unit[j + 1 :, j] = packed[at + 1 : at + n - j]
+        at += n - j
+    return (unit * d) @ unit.T
+
+
+def slsqp(objective: Callable, x0: np.ndarray, bounds: np.ndarray, tolerance: float | None, maxiter: int,
+          hessian: np.ndarray | None = None):
     """``scipy.optimize.minimize(objective, x0, method="SLSQP", jac=True, bounds=bounds, tol=tolerance)``, minus its wrappers.
 
     The same compiled SLSQP steps, called with the same arrays in the same
@@ -633,6 +700,13 @@ def slsqp(objective: Callable, x0: np.ndarray, bounds: np.ndarray, tolerance: fl
     wrappers (ScalarFunction, MemoizeJac, bound and constraint handling) cost
     about 3 ms of a 12 ms fit of a sbottom model; here one evaluation gives the
     value and the gradient, kept for SLSQP's next request at the same point.
+
+    ``hessian``: SLSQP's quasi-Newton matrix starts as this matrix instead of
+    the identity (a converged neighbouring fit's, see :meth:`Fitter.fit`).
+    SLSQP always starts from the identity, so it is entered as the BFGS
+    update of an iteration that changes nothing: the step ``s`` and gradient
+    change ``y = H s`` leave H as it is. The result's ``hessian`` is SLSQP's
+    matrix at the end.
     """
     from scipy.optimize import OptimizeResult
 
@@ -663,6 +737,18 @@ def slsqp(objective: Callable, x0: np.ndarray, bounds: np.ndarray, tolerance: fl
             evaluations += 1
 
     fx, g = float(cached[1]), cached[2]
+    packed = None if hessian is None or n == 0 else _packed_ldl(np.asarray(hessian, dtype=float))
+    if packed is not None:
+        # the state MODE0 leaves after its first BFGS reset (slsqp.c), then the entry after a gradient
+        # evaluation (mode -1): a BFGS update of the given matrix with s = e_0, y = H e_0, a no-op
+        n2 = n * (n + 1) // 2
+        state.update(exact=0, acc=abs(acc), tol=10.0 * abs(acc), iter=0, reset=1, mode=-1)
+        buffer[:n2] = packed
+        step = np.zeros(n)
+        step[0] = 1.0
+        s_at, v_at = n2 + n, n2 + n + 2 * (n + 1)  # s and v in the buffer (m = 0: no multipliers mu)
+        buffer[s_at : s_at + n] = step
+        buffer[v_at : v_at + n] = np.asarray(g, dtype=float) - hessian @ step
     while True:
         kernel(state, fx, g, constraints, values, x, mult, xl, xu, buffer, indices)
         if state["mode"] == 1:
@@ -674,8 +760,9 @@ def slsqp(objective: Callable, x0: np.ndarray, bounds: np.ndarray, tolerance: fl
         else:
             break
     mode = state["mode"]
+    hess = _unpacked(buffer[: n * (n + 1) // 2], n) if n else None
     return OptimizeResult(x=x, fun=fx, jac=g, nit=state["iter"], nfev=evaluations, status=mode,
-                          message=_SLSQP_EXIT.get(mode, str(mode)), success=mode == 0)
+                          message=_SLSQP_EXIT.get(mode, str(mode)), success=mode == 0, hessian=hess)
 
 
 def constraint_widths(config) -> np.ndarray:
@@ -742,6 +829,7 @@ class HypoTest:
         self._conditional: dict[str, dict[float, FitResult]] = {"data": {}, "asimov": {}}
         self._asimov: np.ndarray | None = None
         self._asimov_pars: np.ndarray | None = None
+        self._curvature: FitResult | None = None
 
     # the fits that do not depend on mu
     @property
@@ -751,6 +839,8 @@ class HypoTest:
             label = "a neighbouring point's background fit" if self.start is not None else PYHF_START
             fit = self.fitter.minimum(self.data, self.quality, "background_data", self.start, label, poi_value=0.0)
             self._asimov_pars = fit.pars
+            # its quasi-Newton matrix starts the later fits (CURVATURE_WARM_START)
+            self._curvature = fit if CURVATURE_WARM_START and fit.converged else None
             self._asimov = self.fitter.expected_data(fit.pars)
         return self._asimov
 
@@ -769,7 +859,8 @@ class HypoTest:
                                 start="the background fit (the exact minimum)", moved=False)
                 self.quality.fits["free_asimov"] = fit.summary(self.fitter.poi)
             else:
-                fit = self.fitter.minimum(self.data, self.quality, "free_data", self._asimov_pars, "the background fit")
+                fit = self.fitter.minimum(self.data, self.quality, "free_data", self._asimov_pars, "the background fit",
+                                          curvature=self._curvature)
             self._free[which] = fit
         return self._free[which]
 
@@ -780,7 +871,7 @@ class HypoTest:
         if mu not in done:
             data = self._dataset(which)
             start, label = self._conditional_start(which, mu, data)
-            fit = self.fitter.fit(data, poi_value=mu, start=start, label=label)
+            fit = self.fitter.fit(data, poi_value=mu, start=start, label=label, curvature=self._curvature)
             self.quality.conditional_fits += 1
             if not fit.converged:
                 retry = self.fitter.fit(data, poi_value=mu, start=None)
