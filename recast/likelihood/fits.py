@@ -299,6 +299,24 @@ def enable_compilation_cache() -> None:
 _PROCESS_FUNCTIONS: CompiledFunctions | None = None
 
 
+def precompile_probe(model) -> None:
+    """Compile only the probe's batched likelihood of ``model``'s structure (:meth:`Fitter.probe`).
+
+    A scan's forked worker does this while the calling process compiles the
+    likelihood's gradient for the same structure; each then finds the other's
+    compilation in the persistent cache instead of compiling it too.
+    """
+    import jax.numpy as jnp
+
+    _jax_tensorlib.enable_float64()
+    init = np.asarray(model.config.suggested_init(), dtype=float)
+    data0 = jnp.asarray(np.asarray(model.expected_data(init)))
+    _, batch = process_functions().bind(
+        "logpdf", lambda p, d: model.logpdf(p, d)[0], jnp.asarray(init), data0, grad=True, batched=True, model=model,
+    )
+    np.asarray(batch(np.tile(init, (PROBE_CHUNK, 1)), data0))
+
+
 def process_functions() -> CompiledFunctions:
     """The compiled functions of this process (created on first use)."""
     global _PROCESS_FUNCTIONS

@@ -38,6 +38,7 @@ def _run_point(point: SignalPoint, mu: float, limits: bool, grid: Sequence[float
     started = time.perf_counter()
     try:
         engine = PointEngine(likelihood, point, settings)
+        _share_first_compilation(engine)
         structure = tuple(engine.model.config.par_names)
         starts = _STATE["starts"]
         if starts is not None:
@@ -57,10 +58,31 @@ def _run_point(point: SignalPoint, mu: float, limits: bool, grid: Sequence[float
             "error": f"{point.describe()}: {err}",
             "error_type": type(err).__name__,
         }
+    finally:
+        if _STATE.get("first_done") is not None and os.getpid() == _STATE.get("parent"):
+            _STATE["first_done"].set()  # the calling process's first point is done: its compilations are on disk
     record["seconds"] = round(time.perf_counter() - started, 3)
     record.pop("settings", None)
     record.pop("workspace", None)
     return record
+
+
+def _share_first_compilation(engine: PointEngine) -> None:
+    """In a forked worker on its first point: compile the probe's function only, then wait (at most a
+    minute) until the calling process has finished its first point, whose likelihood gradient it
+    compiled meanwhile; both take the other's compilation from the persistent cache. Two processes
+    compiling both functions at once on two cores took 2.0 s each before their first point, against
+    1.5 s for one (sbottom, cold cache)."""
+    event = _STATE.get("first_done")
+    if event is None or os.getpid() == _STATE.get("parent") or event.is_set():
+        return
+    settings: Settings = _STATE["settings"]
+    if settings.backend == "jax" and settings.method == "fast":
+        from recast.likelihood.fits import compilation_cache_dir, precompile_probe
+
+        if compilation_cache_dir() is not None:
+            precompile_probe(engine.model)
+            event.wait(60)
 
 
 # A spawned worker costs 3 to 8 s before its first point (imports, loading, compiling), the
@@ -174,7 +196,9 @@ def _run(likelihood, selected, settings, mu, limits, grid, workers, progress, wa
             if can_fork():
                 # forked before jax is imported here, and before the progress bar's thread: the
                 # workers inherit the loaded likelihood and settings (_STATE) and start at once
-                pool = ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("fork"))
+                context = multiprocessing.get_context("fork")
+                _STATE.update(parent=os.getpid(), first_done=context.Event())
+                pool = ProcessPoolExecutor(max_workers=workers - 1, mp_context=context)
             else:
                 init_args = (str(likelihood.path), list(likelihood.labels), asdict(settings), warm_start)
                 pool = ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("spawn"),
@@ -218,6 +242,8 @@ def _run(likelihood, selected, settings, mu, limits, grid, workers, progress, wa
                     done(_run_point(pending.popleft(), mu, limits, grid))
                     collect([f for f in list(in_flight) if f.done()])
                 else:
+                    if _STATE.get("first_done") is not None:
+                        _STATE["first_done"].set()  # nothing left for this process: the worker waits no more
                     finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
                     collect(finished)
     return records
