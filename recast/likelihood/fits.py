@@ -299,13 +299,16 @@ def enable_compilation_cache() -> None:
 _PROCESS_FUNCTIONS: CompiledFunctions | None = None
 
 
-def precompile_probe(model) -> None:
-    """Compile only the probe's batched likelihood of ``model``'s structure (:meth:`Fitter.probe`).
+def precompile_probe(model) -> float:
+    """Compile only the probe's batched likelihood of ``model``'s structure (:meth:`Fitter.probe`);
+    the seconds its compilation took (or its loading from the persistent cache).
 
     A scan's forked worker does this while the calling process compiles the
     likelihood's gradient for the same structure; each then finds the other's
     compilation in the persistent cache instead of compiling it too.
     """
+    import time
+
     import jax.numpy as jnp
 
     _jax_tensorlib.enable_float64()
@@ -314,7 +317,9 @@ def precompile_probe(model) -> None:
     _, batch = process_functions().bind(
         "logpdf", lambda p, d: model.logpdf(p, d)[0], jnp.asarray(init), data0, grad=True, batched=True, model=model,
     )
+    started = time.perf_counter()
     np.asarray(batch(np.tile(init, (PROBE_CHUNK, 1)), data0))
+    return time.perf_counter() - started
 
 
 def process_functions() -> CompiledFunctions:
