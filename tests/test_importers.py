@@ -521,3 +521,26 @@ def test_a_snakefile_that_is_not_text_too_big_or_too_deep_is_refused(content, me
     (tmp_path / "reana.yaml").write_text("workflow: {type: snakemake, file: Snakefile}\n")
     done = recast("import", "reana", str(tmp_path / "reana.yaml"), "--catalog", str(tmp_path / "catalog"))
     assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_interpolated_publishers_relative_paths_and_numbers(tmp_path):
+    """packtivity's interpolated-pub: with relative_paths a pattern is in the job's folder; a number is
+    published as it is (a constant its takers get as a literal)."""
+    step = _step("echo {n} > {outdir_file}; mkdir -p fit; echo 1 > fit/r.json", {})
+    step["publisher"] = {"publisher_type": "interpolated-pub", "relative_paths": True,
+                         "publish": {"result": "fit/r.json", "copy": "{outdir_file}", "nevents": 500}}
+    document = {"stages": [
+        _stage("make", step, {"n": 1, "outdir_file": "{workdir}/n.txt"}, ["init"]),
+        _stage("use", _step("cat {result} {copy} > {out}; echo {nevents} >> {out}", {"out": "out"}),
+               {"result": {"stages": "make", "output": "result", "unwrap": True},
+                "copy": {"step": "make", "output": "copy"},
+                "nevents": {"stages": "make", "output": "nevents", "unwrap": True}, "out": "{workdir}/o.txt"},
+               ["make"])]}
+    workflow = tmp_path / "src" / "workflow.yml"
+    workflow.parent.mkdir()
+    workflow.write_text(yaml.safe_dump(document))
+    entry = Path(imported(tmp_path / "catalog", "yadage", workflow, "--id", "relative")["path"])
+    assert load(entry, "templates/make.yaml")["outputs"]["files"] == {"result": {"path": "fit/r.json"},
+                                                                      "copy": "n.txt"}
+    stages = {s["name"]: s for s in load(entry, "analysis.yaml")["workflow"]["stages"]}
+    assert stages["use"]["bind"] == {"result": "$steps.make.result", "copy": "$steps.make.copy", "nevents": 500}

@@ -474,7 +474,10 @@ class Translation:
         elif kind == "interpolated-pub":
             mark = GLOB if publisher.get("glob") else ""
             for name, pattern in (publisher.get("publish") or {}).items():
-                path = self.workdir_path(pattern, workdir_paths)
+                if isinstance(pattern, (int, float, bool)) or pattern is None:  # packtivity formats text only
+                    self.constants.setdefault(stage, {})[name] = pattern
+                    continue
+                path = self.workdir_path(pattern, workdir_paths, bool(publisher.get("relative_paths")))
                 if path is None:
                     self.report.cannot(self.source, f"{where}.publish.{name}",
                                        f"{pattern!r}: only paths in the job's folder can be published")
@@ -501,12 +504,16 @@ class Translation:
         return found
 
     @staticmethod
-    def workdir_path(pattern: Any, workdir_paths: dict[str, str]) -> str | None:
+    def workdir_path(pattern: Any, workdir_paths: dict[str, str], relative: bool = False) -> str | None:
+        """The path in the job's folder a published pattern names (``relative``: interpolated-pub's
+        ``relative_paths``, a pattern that is not absolute once filled in is relative to that folder)."""
         if not isinstance(pattern, str):
             return None
         text = pattern
         for name, path in workdir_paths.items():
             text = text.replace("{" + name + "}", "{workdir}/" + path)
+        if relative and not text.startswith((_WORKDIR, "/")):
+            text = f"{_WORKDIR}/{text}"
         if not text.startswith(_WORKDIR):
             return None
         relative = re.sub(r"/+", "/", text[len(_WORKDIR):]).strip("/")
