@@ -175,3 +175,54 @@ def test_an_archive_is_used_directly(tmp_path):
         assert point.values == {"msb": 1400.0, "mn2": 550.0, "mn1": 60.0}
         assert len(opened.likelihood.points) > 200
     assert not folder.exists()
+
+
+def _depth(node) -> int:
+    if isinstance(node, dict):
+        node = list(node.values())
+    if not isinstance(node, list):
+        return 0
+    return 1 + max((_depth(child) for child in node), default=0)
+
+
+def test_plain_workspaces_skip_jsonschema_only_when_it_accepts_them(sbottom_dir, onelbb_dir):
+    """The published workspaces are of the plain form (no jsonschema: 0.7 s for 1Lbb's); pyhf's schema accepts
+    each; a workspace off the plain form, valid or not, is checked by jsonschema as before."""
+    import copy
+
+    import pyhf
+
+    from recast.likelihood.workspace import _plainly_valid_workspace, json_depth
+
+    paths = [sbottom_dir / region / "BkgOnly.json" for region in ("RegionA", "RegionB", "RegionC")] + [onelbb_dir / "BkgOnly.json"]
+    for path in paths:
+        spec = json.loads(path.read_text())
+        assert _plainly_valid_workspace(spec), path
+        pyhf.schema.validate(spec, "workspace.json")
+        assert json_depth(spec) == _depth(spec)
+    spec = json.loads(paths[0].read_text())
+    variants = []
+    for change in (
+        lambda s: s.update(extra=1),
+        lambda s: s.update(version="1.0.1"),
+        lambda s: s["channels"][0]["samples"][0]["data"].append(True),
+        lambda s: s["channels"][0]["samples"][0]["modifiers"].append({"name": "x", "type": "normsys", "data": {"hi": "1.1", "lo": 0.9}}),
+        lambda s: s["observations"][0].update(data=[]),
+        lambda s: s["measurements"][0]["config"]["parameters"].append({"name": "mu_SIG", "bounds": [[0, "5"]]}),
+        lambda s: s["measurements"][0]["config"]["parameters"].append({"name": "mu_SIG", "fixed": 1}),
+        lambda s: s["measurements"][0]["config"].update(poi=None),
+    ):
+        variant = copy.deepcopy(spec)
+        change(variant)
+        variants.append(variant)
+    from recast.likelihood.workspace import validate_workspace_spec
+
+    for variant in variants:
+        assert not _plainly_valid_workspace(variant)
+        try:
+            pyhf.schema.validate(variant, "workspace.json")
+        except pyhf.exceptions.InvalidSpecification:
+            with pytest.raises(WorkspaceError):
+                validate_workspace_spec(variant, "variant")
+        else:  # e.g. a boolean among the bin contents: pyhf's schema takes it, the plain form does not
+            validate_workspace_spec(variant, "variant")

@@ -46,8 +46,16 @@ class SignalPoint:
 MAX_JSON_DEPTH = 64
 
 
+_SCALARS = frozenset((int, float, str, bool, type(None)))
+
+
 def json_depth(document: Any) -> int:
-    """How deep lists and objects nest in ``document`` (a scalar is 0), counted without recursion."""
+    """How deep lists and objects nest in ``document`` (a scalar is 0), counted without recursion.
+
+    A list or object of scalars only (most of a likelihood: bin contents) is
+    recognised from the set of its items' types, without visiting each item
+    in Python (a 57 MB patchset: 0.24 -> 0.06 s).
+    """
     deepest, stack = 0, [(document, 1)]
     while stack:
         node, level = stack.pop()
@@ -55,6 +63,8 @@ def json_depth(document: Any) -> int:
         if children is None:
             continue
         deepest = max(deepest, level)
+        if _SCALARS.issuperset(map(type, children)):
+            continue
         stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
     return deepest
 
@@ -103,11 +113,72 @@ def _short(message: str) -> str:
     return message if len(message) <= 300 else message[:150] + " … " + message[-140:]
 
 
+def _plain_parameter(parameter: Any) -> bool:
+    if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str):
+        return False
+    for key, value in parameter.items():
+        if key in ("inits", "auxdata", "factors", "sigmas"):
+            if not _numbers(value):
+                return False
+        elif key == "bounds":
+            if not (isinstance(value, list) and value and all(isinstance(b, list) and all(type(x) in (int, float) for x in b) for b in value)):
+                return False
+        elif key == "fixed":
+            if type(value) is not bool:
+                return False
+        elif key != "name":
+            return False
+    return True
+
+
+def _plainly_valid_workspace(spec: Any) -> bool:
+    """True only for a workspace that pyhf's workspace.json schema certainly accepts.
+
+    Stricter than the schema (exactly its keys, every sample and modifier of
+    the plain form :func:`_plainly_valid` accepts in a patch): anything else,
+    valid or not, goes through jsonschema, which then names what is wrong.
+    jsonschema took 0.7 s for the 1Lbb workspace.
+    """
+    if not isinstance(spec, dict) or spec.keys() != {"channels", "measurements", "observations", "version"}:
+        return False
+    if spec["version"] != "1.0.0" or type(spec["version"]) is not str:
+        return False
+    channels, observations, measurements = spec["channels"], spec["observations"], spec["measurements"]
+    if not all(isinstance(x, list) and x for x in (channels, observations, measurements)):
+        return False
+    for channel in channels:
+        if not isinstance(channel, dict) or channel.keys() != {"name", "samples"} or not isinstance(channel["name"], str):
+            return False
+        samples = channel["samples"]
+        if not isinstance(samples, list) or not samples:
+            return False
+        for sample in samples:
+            if not (isinstance(sample, dict) and sample.keys() == {"name", "data", "modifiers"} and isinstance(sample["name"], str)
+                    and _numbers(sample["data"]) and isinstance(sample["modifiers"], list)
+                    and all(_plain_modifier(m) for m in sample["modifiers"])):
+                return False
+    for observation in observations:
+        if not (isinstance(observation, dict) and observation.keys() == {"name", "data"} and isinstance(observation["name"], str)
+                and _numbers(observation["data"])):
+            return False
+    for measurement in measurements:
+        if not isinstance(measurement, dict) or measurement.keys() != {"name", "config"} or not isinstance(measurement["name"], str):
+            return False
+        config = measurement["config"]
+        if not isinstance(config, dict) or config.keys() != {"poi", "parameters"} or not isinstance(config["poi"], str):
+            return False
+        if not isinstance(config["parameters"], list) or not all(_plain_parameter(p) for p in config["parameters"]):
+            return False
+    return True
+
+
 def validate_workspace_spec(spec: Any, where: str) -> None:
     import pyhf
 
     if not isinstance(spec, dict):
         raise WorkspaceError(f"{where}: expected a pyhf workspace (a JSON object), found {type(spec).__name__}")
+    if _plainly_valid_workspace(spec):
+        return
     try:
         pyhf.schema.validate(spec, "workspace.json")
     except pyhf.exceptions.InvalidSpecification as err:
