@@ -544,3 +544,20 @@ def test_interpolated_publishers_relative_paths_and_numbers(tmp_path):
                                                                       "copy": "n.txt"}
     stages = {s["name"]: s for s in load(entry, "analysis.yaml")["workflow"]["stages"]}
     assert stages["use"]["bind"] == {"result": "$steps.make.result", "copy": "$steps.make.copy", "nevents": 500}
+
+
+def test_one_image_name_at_two_tags_stays_two_images_and_env_is_kept(tmp_path):
+    old, new = _step("echo a > {out}", {"a": "out"}), _step("echo b > {out}", {"b": "out"})
+    old["environment"]["imagetag"], new["environment"]["imagetag"] = "21.2.10", "21.2.50"
+    new["environment"]["env"] = {"ATLAS_LOCAL_ROOT_BASE": "/cvmfs/atlas.cern.ch", "NTHREADS": 4}
+    workflow = tmp_path / "src" / "workflow.yml"
+    workflow.parent.mkdir()
+    workflow.write_text(yaml.safe_dump({"stages": [_stage("a", old, {"out": "{workdir}/a"}, ["init"]),
+                                                   _stage("b", new, {"out": "{workdir}/b"}, ["init"])]}))
+    entry = Path(imported(tmp_path / "catalog", "yadage", workflow, "--id", "tags")["path"])
+    images = load(entry, "analysis.yaml")["images"]
+    assert sorted(i["pull"] for i in images.values()) == ["example/yadage-standin:21.2.10",
+                                                          "example/yadage-standin:21.2.50"]
+    a, b = load(entry, "templates/a.yaml")["environment"], load(entry, "templates/b.yaml")["environment"]
+    assert images[a["image"]]["pull"].endswith("21.2.10") and images[b["image"]]["pull"].endswith("21.2.50")
+    assert b["env"] == {"ATLAS_LOCAL_ROOT_BASE": "/cvmfs/atlas.cern.ch", "NTHREADS": "4"} and "env" not in a

@@ -534,8 +534,19 @@ class Translation:
             self.report.cannot(self.source, f"{where}.workdir", f"{workdir!r}: an absolute folder inside the image")
         image = str(environment.get("image", ""))
         reference = f"{image}:{environment.get('imagetag', 'latest')}" if "@" not in image else image
-        key = identifier(image.rsplit("/", 1)[-1].split("@")[0])
-        self.top.images[key] = {"pull": reference.lower() if "@" not in reference else reference}
+        pulled = {"pull": reference.lower() if "@" not in reference else reference}
+        key = base = identifier(image.rsplit("/", 1)[-1].split("@")[0])
+        n = 1
+        while key in self.top.images and self.top.images[key] != pulled:  # the same name at another tag
+            n += 1
+            key = f"{base}_{n}"
+        self.top.images[key] = pulled
+        env = environment.get("env") or {}
+        if not isinstance(env, dict) or not all(
+                isinstance(k, str) and re.fullmatch(r"[A-Z_][A-Z0-9_]{0,127}", k)
+                and isinstance(v, (str, int, float)) and not isinstance(v, bool) for k, v in env.items()):
+            self.report.cannot(self.source, f"{where}.env", "variables other than NAME: text (upper-case names)")
+            env = {}
         resources: dict[str, Any] = {}
         needs: dict[str, list[str]] = {}
         for resource in environment.get("resources") or []:
@@ -552,8 +563,8 @@ class Translation:
                     needs[kind].append(name)
             else:
                 self.report.cannot(self.source, f"{where}.resources", f"the resource {resource!r}")
-        return {"kind": "image", "image": key, **({"resources": resources} if resources else {}), **needs,
-                **({"workdir": workdir} if workdir else {})}
+        return {"kind": "image", "image": key, **({"env": {k: str(v) for k, v in env.items()}} if env else {}),
+                **({"resources": resources} if resources else {}), **needs, **({"workdir": workdir} if workdir else {})}
 
 
 _TEXT = {"type": "string"}
