@@ -69,8 +69,8 @@ class CompiledFunctions:
 
     def __init__(self) -> None:
         self._jitted: dict[tuple[str, str], Callable] = {}
-        # model structure -> (key, jaxpr, consts, paths): binds a model of a known structure without tracing
-        self._templates: dict[tuple, tuple] = {}
+        # model structure -> [key, jaxpr, consts, paths]: binds a model of a known structure without tracing
+        self._templates: dict[tuple, list] = {}
         self.compilations = 0
         self.reuses = 0
         self.traces = 0  # models traced (the first of each structure, and any whose numbers were not found)
@@ -101,6 +101,8 @@ class CompiledFunctions:
         template = None if trace or signature is None else self._templates.get(signature) or self._templates.get(coarse)
         if template is not None:
             key, jaxpr, template_consts, paths = template
+            if not isinstance(paths, list):  # (the traced model, its constants): located at first use
+                paths = template[3] = _const_paths(*paths)
             consts = [jax.device_put(_resolve(model, path, const)) for path, const in zip(paths, template_consts)]
             traced = False
         else:
@@ -113,7 +115,9 @@ class CompiledFunctions:
             self.traces += 1
             if signature is not None:
                 self.retraced += trace
-                self._templates[signature] = self._templates[coarse] = (key, jaxpr, consts, _const_paths(model, closed.consts))
+                # where the constants are among the model's arrays is looked up when a second model of
+                # the structure comes (0.15 s for 1Lbb: not for a command of one point)
+                self._templates[signature] = self._templates[coarse] = [key, jaxpr, consts, (model, closed.consts)]
         jitted = self._jitted.get(key)
         if jitted is None:
 
