@@ -105,13 +105,14 @@ MIN_POINTS_FOR_FORKED_WORKERS = 8
 
 def can_fork() -> bool:
     """Whether a scan's workers can be forked from this process: jax not imported yet (jax does not
-    survive ``fork``), no other thread running, and a platform with ``fork``."""
+    survive ``fork``), no other thread running, and Linux (macOS's system libraries do not survive
+    ``fork`` either; Python spawns there by default)."""
     import multiprocessing
     import sys
     import threading
 
-    return ("fork" in multiprocessing.get_all_start_methods() and sys.modules.get("jax") is None
-            and threading.active_count() == 1)
+    return (sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+            and sys.modules.get("jax") is None and threading.active_count() == 1)
 
 
 def default_workers(points: int) -> int:
