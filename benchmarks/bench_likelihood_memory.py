@@ -1,7 +1,7 @@
 """Memory benchmark of the likelihood engine: a scan over all 125 1Lbb signal points.
 
 ``recast likelihood scan BkgOnly.json --patchset patchset.json --backend jax``
-(the calling process and its spawned worker) must stay under 4 GB peak; the
+(the calling process and its worker, forked since 2026-11-22) must stay under 4 GB peak; the
 peak is the largest sum of the resident memory of the process tree, sampled
 every 0.1 s from /proc, and each process's own peak (VmHWM).
 
