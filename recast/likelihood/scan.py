@@ -1,11 +1,12 @@
 """Scans: CLs (and optionally upper limits) for many signal points of one likelihood.
 
-Worker processes (``spawn``: jax does not survive ``fork``) each load the
-background-only workspace once and keep their compiled likelihoods across
-points, so a scan compiles once per model structure and worker, not once per
-point; each point is warm-started from the background fit of the previous
-point of the same structure. A point that fails is recorded with its error
-and the scan goes on.
+Worker processes (forked before jax is imported, as jax does not survive
+``fork``; else spawned, each loading the background-only workspace once)
+keep their compiled likelihoods across points, so a scan compiles once per
+model structure and worker, not once per point; with ``warm_start`` each
+point starts from the background fit of the previous point of the same
+structure. A point that fails is recorded with its error and the scan goes
+on.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def scan(
 
 
 def _run(likelihood, selected, settings, mu, limits, grid, workers, progress, warm_start) -> list[dict[str, Any]]:
-    """Compute the points here and in ``workers - 1`` spawned processes, sharing one queue.
+    """Compute the points here and in ``workers - 1`` worker processes, sharing one queue.
 
     The calling process has pyhf imported and the workspace loaded already, so
     it starts at once. Where it can (:func:`can_fork`: jax not imported yet)
