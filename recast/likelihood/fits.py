@@ -246,7 +246,13 @@ class _jax_tensorlib:
         import pyhf
 
         if cls._backend is None:
+            import jax
+
             enable_compilation_cache()
+            # the fits make thousands of tiny calls, each result needed at once: jax's asynchronous
+            # dispatch on CPU only hands every call to another thread and back (sbottom: 159 -> 135 µs
+            # a call with its gradient, 1Lbb: 360-430 -> 315 µs; the same results)
+            jax.config.update("jax_cpu_enable_async_dispatch", False)
             backend = pyhf.tensor.jax_backend(precision="64b")
             backend._setup()
             cls._backend = backend
