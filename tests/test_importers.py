@@ -561,3 +561,19 @@ def test_one_image_name_at_two_tags_stays_two_images_and_env_is_kept(tmp_path):
     a, b = load(entry, "templates/a.yaml")["environment"], load(entry, "templates/b.yaml")["environment"]
     assert images[a["image"]]["pull"].endswith("21.2.10") and images[b["image"]]["pull"].endswith("21.2.50")
     assert b["env"] == {"ATLAS_LOCAL_ROOT_BASE": "/cvmfs/atlas.cern.ch", "NTHREADS": "4"} and "env" not in a
+
+
+@pytest.mark.parametrize("envscript, sourced", [("~/release_setup.sh", ". ~/release_setup.sh\n"),
+                                                ("/opt/setup.sh", ". /opt/setup.sh\n"),
+                                                ("/opt/a b.sh; id", None), ("$HOME/x.sh", None)])
+def test_an_envscript_is_sourced_as_a_path_only(envscript, sourced, tmp_path):
+    workflow = tmp_path / "src" / "workflow.yml"
+    workflow.parent.mkdir()
+    workflow.write_text(yaml.safe_dump({"stages": [
+        _stage("a", _step("echo a > {out}", {"a": "out"}, envscript=envscript), {"out": "{workdir}/a"}, ["init"])]}))
+    done = recast("import", "yadage", str(workflow), "--catalog", str(tmp_path / "catalog"), "--json")
+    if sourced is None:
+        assert done.returncode == 1 and "an envscript recast can source is a plain path" in done.stderr, done.stderr
+    else:
+        entry = Path(json.loads(done.stdout)["path"])
+        assert load(entry, "templates/a.yaml")["process"]["script"].startswith(sourced)

@@ -311,7 +311,7 @@ class Translation:
         gathers a scatter's branches, or is a glob), ``("constant", VALUE)``, or None when nothing is
         published under that name."""
         producer = self.names[value["step"]]
-        translation, path, gathered = self, [producer], False
+        translation, path = self, [producer]
         scattered = self.scattered.get(producer)
         gathered = scattered is not None and scattered != self.scattered.get(consumer)
         for inner in value.get("inner", []):
@@ -411,12 +411,13 @@ class Translation:
         envscript = (step.get("environment") or {}).get("envscript")
         if envscript:  # packtivity sources it before the command, in the same shell
             if process["interpreter"] == "python3" or not isinstance(envscript, str) or \
-                    not re.fullmatch(r"[A-Za-z0-9_./~+-]{1,255}", envscript):
+                    not re.fullmatch(r"(~/)?[A-Za-z0-9_./+-]{1,255}", envscript):
                 self.report.cannot(self.source, f"{where}.step.environment.envscript",
                                    f"{envscript!r}: an envscript recast can source is a plain path, before an sh or "
                                    "bash script")
                 return None
-            quoted = shlex.quote(envscript).replace("{", "{{").replace("}", "}}")
+            home, rest = ("~/", envscript[2:]) if envscript.startswith("~/") else ("", envscript)
+            quoted = home + shlex.quote(rest)  # ~/ stays unquoted: the shell expands it to the job's home
             process["script"] = f". {quoted}\n{process['script']}"
         self.outputs[name] = {k: v for k, v in outputs.items()}
         for p in list(bind):  # parameters the script never uses are not parameters (yadage passes them anyway)
