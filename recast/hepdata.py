@@ -44,7 +44,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
 from recast.likelihood.errors import ArchiveError, LikelihoodError
-from recast.spec import schema_name
 from recast.likelihood.workspace import (
     SignalPoint,
     apply_patch,
@@ -641,6 +640,8 @@ def _analysis_document(entry_id, regions, fetched, extracted, staging, copied, *
                        ("luminosity_fb", luminosity_fb), ("sqrt_s_tev", sqrt_s_tev)):
         if value is not None:
             metadata[key] = value
+    from recast.spec import schema_name  # here, not at import: `recast likelihood cls ARCHIVE` loads this module
+
     region_names = ", ".join(r.name for r in regions)
     return {
         "schema": schema_name("analysis"),
