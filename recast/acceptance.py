@@ -208,7 +208,7 @@ def test_step(analysis: Analysis, step: str, workdir: Path, environment: str,
             values = execute(job, run_id=f"{analysis.id}-test", analysis_id=analysis.id,
                              environment_name=environment)
         except RecastError as exc:
-            raise RecastError(f"{exc}\n{tail(log)}") from None
+            raise RecastError(f"{exc}\n{tail(log)}" if log.exists() else str(exc)) from None
         expect = dict(check["expect"])
         # A step's command output is its log, named "log" in checks.yaml.
         logs = expect.pop("logs", {})
