@@ -1,0 +1,338 @@
+"""A pyhf model's log-likelihood and its exact gradient on the model's entries only, in numpy.
+
+pyhf evaluates a HistFactory model on padded tensors: every modifier of a
+type against every sample and every bin of the model (sbottom RegionA: 39
+normsys and 52 histosys × 9 samples × 6 bins), and interpolates all of them
+at every call. Without jax its fits take their gradient by finite
+differences: one likelihood call per parameter at every step.
+
+:func:`program` reads a built pyhf model's own finalised numbers (its
+appliers' masks, histogram sets and parameter indices, its nominal rates and
+its constraint terms) and keeps only what is there: the cells (sample, bin)
+with a yield or a shape variation, one entry per modifier acting on a cell,
+a normsys factor shared by the bins of a channel computed once.
+:class:`CompactLikelihood` then computes what pyhf computes (the same
+interpolation formulas: codes 4 and 1 for normsys, 4p and 0 for histosys;
+the same Poisson and Gaussian terms) and its gradient by the chain rule,
+in numpy. Only the order of additions and products differs from pyhf's
+(values agree to 1e-14). It needs no jax and no compilation, so the first
+point of a scan costs what every other point costs; a call takes about as
+long as a compiled jax call on the published likelihoods (sbottom: 0.11 ms
+with its gradient, against 0.15 to 0.2 ms).
+
+The model is still pyhf's: a model with anything else (another modifier type
+or interpolation code, clipping, batches) gets None, and the caller
+(:class:`recast.likelihood.fits.Fitter`) checks the compact likelihood
+against pyhf's own at two parameter points before using it, falling back to
+pyhf's likelihood when they differ. Written against pyhf 0.7's internals,
+like :mod:`recast.likelihood.building`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+_FACTOR_TYPES = ("lumi", "normfactor")  # one parameter, the factor itself
+_BIN_FACTOR_TYPES = {"staterror": "_staterror_mask", "shapesys": "_shapesys_mask", "shapefactor": "_shapefactor_mask"}
+_SUPPORTED = {"histosys", "lumi", "normfactor", "normsys", "shapefactor", "shapesys", "staterror"}
+_NORMSYS_CODES = {"code4": 4, "code1": 1}
+_HISTOSYS_CODES = {"code4p": 4, "code0": 0}
+
+
+class Arrays(NamedTuple):
+    """The numbers of one model's log-likelihood (see :func:`logpdf`); every field is an array."""
+
+    nominal: np.ndarray  # (cells,) the cell's nominal yield
+    cell_bin: np.ndarray  # (cells,) the model's main bin of each cell
+    factor_rows: np.ndarray  # (cells, K) per cell, indices into [parameters, normsys factors, 1.0]
+    normsys_par: np.ndarray  # (N,) parameter of each distinct normsys factor
+    normsys_up: np.ndarray  # (N,) hi / nominal
+    normsys_down: np.ndarray  # (N,) lo / nominal
+    normsys_coefficients: np.ndarray  # (6, N) code 4's polynomial (zeros for code 1)
+    histosys_par: np.ndarray  # (H,)
+    histosys_cell: np.ndarray  # (H,)
+    histosys_up: np.ndarray  # (H,) hi - nominal
+    histosys_down: np.ndarray  # (H,) nominal - lo
+    normal_par: np.ndarray  # (G,) Gaussian constraints: parameter, auxiliary datum, width
+    normal_aux: np.ndarray
+    normal_sigma: np.ndarray
+    poisson_par: np.ndarray  # (P,) Poisson constraints: parameter, auxiliary datum, factor
+    poisson_aux: np.ndarray
+    poisson_factor: np.ndarray
+
+
+def program(model) -> tuple[Arrays, tuple[int, int], int] | None:
+    """The compact numbers of ``model`` (a pyhf 0.7 model), its interpolation codes (normsys 4 or 1, histosys
+    4 or 0) and its number of main bins; None when it has anything this module does not compute as pyhf does."""
+    main = getattr(model, "main_model", None)
+    appliers = getattr(main, "modifiers_appliers", None)
+    if appliers is None or set(appliers) - _SUPPORTED or getattr(model, "batch_size", None) is not None:
+        return None
+    if getattr(main, "clip_sample_data", None) is not None or getattr(main, "clip_bin_data", None) is not None:
+        return None
+    try:
+        return _program(model, main, appliers)
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        return None  # another pyhf: its own likelihood is used
+
+
+def _program(model, main, appliers):
+    config = model.config
+    nominal = np.asarray(main.nominal_rates, dtype=float)[0, :, 0, :]  # (samples, bins)
+    n_pars = len(config.suggested_init())
+    n_samples, n_bins = nominal.shape
+
+    # what multiplies each (sample, bin): a parameter, or a normsys factor
+    factors: dict[tuple[int, int], list[int]] = {}
+    for kind in _FACTOR_TYPES:
+        applier = appliers.get(kind)
+        if applier is None or not applier.param_viewer.index_selection:
+            continue
+        mask = np.asarray(getattr(applier, f"_{kind}_mask"), dtype=bool)[:, :, 0, :]
+        for m, selection in enumerate(applier.param_viewer.index_selection):
+            par = int(np.asarray(selection).ravel()[0])
+            for s, b in zip(*np.nonzero(mask[m])):
+                factors.setdefault((s, b), []).append(par)
+    for kind, mask_name in _BIN_FACTOR_TYPES.items():
+        applier = appliers.get(kind)
+        if applier is None or not applier.param_viewer.index_selection:
+            continue
+        mask = np.asarray(getattr(applier, mask_name), dtype=bool)[:, :, 0, :]
+        access = np.asarray(applier._access_field)[:, 0, :].astype(int)
+        for m, s, b in zip(*np.nonzero(mask)):
+            factors.setdefault((s, b), []).append(int(access[m, b]))
+
+    normsys = appliers.get("normsys")
+    normsys_keys: dict[tuple, int] = {}
+    normsys_rows: list[tuple[int, float, float]] = []
+    normsys_code = 4
+    if normsys is not None and normsys.param_viewer.index_selection:
+        normsys_code = _NORMSYS_CODES.get(normsys.interpcode)
+        if normsys_code is None:
+            return None
+        histoset = np.asarray(normsys._normsys_histoset, dtype=float)  # (mods, samples, lo/nom/hi, bins)
+        mask = np.asarray(normsys._normsys_mask, dtype=bool)[:, :, 0, :]
+        for m, selection in enumerate(normsys.param_viewer.index_selection):
+            par = int(np.asarray(selection).ravel()[0])
+            for s, b in zip(*np.nonzero(mask[m])):
+                lo, nom, hi = histoset[m, s, :, b]
+                up, down = hi / nom, lo / nom
+                key = (par, float(up), float(down))
+                index = normsys_keys.get(key)
+                if index is None:
+                    index = normsys_keys[key] = len(normsys_rows)
+                    normsys_rows.append(key)
+                factors.setdefault((s, b), []).append(n_pars + index)
+
+    histosys = appliers.get("histosys")
+    histosys_rows: list[tuple[int, tuple[int, int], float, float]] = []
+    histosys_code = 4
+    if histosys is not None and histosys.param_viewer.index_selection:
+        histosys_code = _HISTOSYS_CODES.get(histosys.interpcode)
+        if histosys_code is None:
+            return None
+        histoset = np.asarray(histosys._histosys_histoset, dtype=float)
+        mask = np.asarray(histosys._histosys_mask, dtype=bool)[:, :, 0, :]
+        for m, selection in enumerate(histosys.param_viewer.index_selection):
+            par = int(np.asarray(selection).ravel()[0])
+            for s, b in zip(*np.nonzero(mask[m])):
+                lo, nom, hi = histoset[m, s, :, b]
+                up, down = hi - nom, nom - lo
+                if up != 0.0 or down != 0.0:  # a zero variation adds exactly zero in pyhf too
+                    histosys_rows.append((par, (s, b), up, down))
+
+    # the cells: every (sample, bin) with a yield or a variation; the rest add exactly zero
+    keys = sorted({(s, b) for s, b in zip(*np.nonzero(nominal))} | {row[1] for row in histosys_rows})
+    cells = {key: i for i, key in enumerate(keys)}
+    n_cells, n_normsys = len(keys), len(normsys_rows)
+    one = n_pars + n_normsys  # the index of the constant 1.0
+    width = max((len(factors.get(key, ())) for key in keys), default=0) or 1
+    rows = np.full((n_cells, width), one, dtype=np.int32)
+    cell_nominal = np.zeros(n_cells)
+    cell_bin = np.zeros(n_cells, dtype=np.int32)
+    for key, i in cells.items():
+        found = factors.get(key, [])
+        rows[i, : len(found)] = found
+        cell_nominal[i] = nominal[key]
+        cell_bin[i] = key[1]
+
+    normsys_par = np.zeros(n_normsys, dtype=np.int32)
+    normsys_up = np.ones(n_normsys)
+    normsys_down = np.ones(n_normsys)
+    coefficients = np.zeros((6, n_normsys))
+    if normsys_rows:
+        normsys_par[: len(normsys_rows)] = [r[0] for r in normsys_rows]
+        normsys_up[: len(normsys_rows)] = [r[1] for r in normsys_rows]
+        normsys_down[: len(normsys_rows)] = [r[2] for r in normsys_rows]
+        if normsys_code == 4:
+            coefficients[:, : len(normsys_rows)] = _code4_coefficients(normsys_down[: len(normsys_rows)], normsys_up[: len(normsys_rows)])
+
+    n_histosys = len(histosys_rows)
+    histosys_par = np.zeros(n_histosys, dtype=np.int32)
+    histosys_cell = np.zeros(n_histosys, dtype=np.int32)
+    histosys_up = np.zeros(n_histosys)
+    histosys_down = np.zeros(n_histosys)
+    for i, (par, key, up, down) in enumerate(histosys_rows):
+        histosys_par[i], histosys_cell[i], histosys_up[i], histosys_down[i] = par, cells[key], up, down
+
+    normal = _normal_constraints(model.constraint_model.constraints_gaussian)
+    poisson = _poisson_constraints(model.constraint_model.constraints_poisson)
+    return Arrays(
+        cell_nominal, cell_bin, rows, normsys_par, normsys_up, normsys_down, coefficients,
+        histosys_par, histosys_cell, histosys_up, histosys_down, *normal, *poisson,
+    ), (normsys_code, histosys_code), config.nmaindata
+
+
+def _code4_coefficients(down: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """pyhf's code 4 polynomial coefficients for factors ``down``/``up`` (computed by pyhf's own interpolator)."""
+    from pyhf import interpolators
+
+    histoset = np.stack([down, np.ones_like(down), up], axis=-1)[:, None, :, None]  # (sets, 1, lo/nom/hi, 1)
+    interpolator = interpolators.code4(histoset.tolist(), subscribe=False)
+    return np.asarray(interpolator._coefficients, dtype=float)[:, :, 0, 0]
+
+
+def _normal_constraints(constraint) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """pyhf's Gaussian constraint terms: parameter, auxiliary datum and width of each."""
+    if constraint is None or not constraint.param_viewer.index_selection:
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int), np.zeros(0)
+    return (np.asarray(constraint._access_field).ravel().astype(int), np.asarray(constraint._normal_data).ravel().astype(int),
+            np.asarray(constraint._sigmas, dtype=float).ravel())
+
+
+def _poisson_constraints(constraint) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """pyhf's Poisson constraint terms (shapesys): parameter, auxiliary datum and factor of each."""
+    if constraint is None or not constraint.param_viewer.index_selection:
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int), np.zeros(0)
+    return (np.asarray(constraint._access_field).ravel().astype(int), np.asarray(constraint._poisson_data).ravel().astype(int),
+            np.asarray(constraint._batched_factors, dtype=float).ravel())
+
+
+class CompactLikelihood:
+    """log L and its exact gradient of one model, in numpy, from its :class:`Arrays`.
+
+    The gradient is the chain rule through the same formulas (each product's
+    derivative as the product of the other factors, so a factor of zero, as
+    the POI at 0, is exact too). No compilation and no jax: the first point of
+    a scan costs what every other point costs.
+    """
+
+    def __init__(self, arrays: Arrays, codes: tuple[int, int], n_main: int, n_pars: int):
+        self.a = arrays
+        self.codes = codes
+        self.n_main = n_main
+        self.n_pars = n_pars
+        self._constant: tuple = (None, 0.0)  # (data, its -lgamma(n + 1) terms): the same data in every fit of a dataset
+
+    @classmethod
+    def of(cls, model) -> "CompactLikelihood | None":
+        found = program(model)
+        if found is None:
+            return None
+        return cls(*found, len(model.config.suggested_init()))
+
+    def _lgamma_terms(self, data: np.ndarray) -> float:
+        from scipy.special import gammaln
+
+        if self._constant[0] is not data:
+            main, aux = data[: self.n_main], data[self.n_main :]
+            self._constant = (data, -float(np.sum(gammaln(main + 1.0))) - float(np.sum(gammaln(aux[self.a.poisson_aux] + 1.0))))
+        return self._constant[1]
+
+    def _normsys(self, alpha: np.ndarray, grad: bool):
+        a = self.a
+        absolute = np.abs(alpha)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.codes[0] == 4:
+                orders = np.arange(1, 7).reshape((6,) + (1,) * alpha.ndim)
+                between = 1.0 + np.sum(a.normsys_coefficients.reshape((6,) + (1,) * (alpha.ndim - 1) + (-1,)) * alpha**orders, axis=0)
+                bases = np.where(alpha >= 1.0, a.normsys_up, np.where(alpha <= -1.0, a.normsys_down, between))
+                outside = absolute >= 1.0
+                values = np.where(outside, bases ** np.where(outside, absolute, 1.0), bases)
+                if not grad:
+                    return values, None
+                slope = np.sum(a.normsys_coefficients * orders * alpha ** (orders - 1), axis=0)
+                return values, np.where(outside, values * np.log(bases) * np.sign(alpha), slope)
+            bases = np.where(alpha > 0.0, a.normsys_up, a.normsys_down)
+            values = bases**absolute
+            return values, (values * np.log(bases) * np.sign(alpha) if grad else None)
+
+    def _histosys(self, beta: np.ndarray, grad: bool):
+        up, down = self.a.histosys_up, self.a.histosys_down
+        if self.codes[1] == 4:
+            square = beta**2
+            symmetric, antisymmetric = 0.5 * (up + down), 0.0625 * (up - down)
+            smooth = square * (square * (square * 3.0 - 10.0) + 15.0) * antisymmetric + beta * symmetric
+            values = np.where(beta < -1.0, beta * down, np.where(beta > 1.0, beta * up, smooth))
+            if not grad:
+                return values, None
+            slope = (beta * (square * (18.0 * square - 40.0) + 30.0)) * antisymmetric + symmetric
+            return values, np.where(beta < -1.0, down, np.where(beta > 1.0, up, slope))
+        values = np.where(beta > 0.0, beta * up, beta * down)
+        return values, (np.where(beta > 0.0, up, down) if grad else None)
+
+    def value_and_grad(self, pars: np.ndarray, data: np.ndarray) -> tuple[float, np.ndarray]:
+        """log L at ``pars`` and its gradient, for ``data`` (main bins, then auxiliary data)."""
+        from scipy.special import xlogy
+
+        a, n_pars = self.a, self.n_pars
+        pars = np.asarray(pars, dtype=float)
+        main, aux = data[: self.n_main], data[self.n_main :]
+        normsys, d_normsys = self._normsys(pars[a.normsys_par], True)
+        deltas, d_deltas = self._histosys(pars[a.histosys_par], True)
+        shifted = a.nominal + np.bincount(a.histosys_cell, weights=deltas, minlength=len(a.nominal))
+        values = np.concatenate([pars, normsys, [1.0]])
+        table = values[a.factor_rows]  # (cells, K)
+        ones = np.ones((len(table), 1))
+        before = np.concatenate([ones, np.cumprod(table, axis=1)[:, :-1]], axis=1)  # product of the factors left of k
+        after = np.concatenate([np.cumprod(table[:, ::-1], axis=1)[:, ::-1][:, 1:], ones], axis=1)  # right of k
+        factor = before[:, -1] * table[:, -1]
+        expected = np.bincount(a.cell_bin, weights=shifted * factor, minlength=self.n_main)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = float(np.sum(xlogy(main, expected) - expected))
+            weight = np.where(main == 0.0, -1.0, main / expected - 1.0)[a.cell_bin]  # d log L / d rate of each cell
+
+        gradient = np.bincount(a.factor_rows.ravel(), weights=((weight * shifted)[:, None] * before * after).ravel(),
+                               minlength=len(values))
+        d_pars = gradient[:n_pars]
+        d_pars += np.bincount(a.normsys_par, weights=gradient[n_pars:-1] * d_normsys, minlength=n_pars)
+        d_pars += np.bincount(a.histosys_par, weights=(weight * factor)[a.histosys_cell] * d_deltas, minlength=n_pars)
+
+        sigma = a.normal_sigma
+        difference = aux[a.normal_aux] - pars[a.normal_par]
+        value += float(np.sum(-np.log(sigma * np.sqrt(2 * np.pi)) - np.square(difference / (np.sqrt(2) * sigma))))
+        d_pars += np.bincount(a.normal_par, weights=difference / sigma**2, minlength=n_pars)
+        counts, rate = aux[a.poisson_aux], pars[a.poisson_par] * a.poisson_factor
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value += float(np.sum(xlogy(counts, rate) - rate))
+            d_pars += np.bincount(a.poisson_par, weights=np.where(counts == 0.0, -1.0, counts / rate - 1.0) * a.poisson_factor,
+                                  minlength=n_pars)
+        return value + self._lgamma_terms(data), d_pars
+
+    def values(self, rows: np.ndarray, data: np.ndarray) -> np.ndarray:
+        """log L at each row of ``rows`` (the probe's many parameter points at once)."""
+        from scipy.special import xlogy
+
+        a = self.a
+        rows = np.asarray(rows, dtype=float)
+        main, aux = data[: self.n_main], data[self.n_main :]
+        normsys, _ = self._normsys(rows[:, a.normsys_par], False)
+        deltas, _ = self._histosys(rows[:, a.histosys_par], False)
+        count = len(rows)
+        cells = len(a.nominal)
+        # per row, the histosys deltas summed into cells: one bincount over (row, cell) pairs
+        flat = (np.arange(count)[:, None] * cells + a.histosys_cell).ravel()
+        shifted = a.nominal + np.bincount(flat, weights=deltas.ravel(), minlength=count * cells).reshape(count, cells)
+        values = np.concatenate([rows, normsys, np.ones((count, 1))], axis=1)
+        factor = np.prod(values[:, a.factor_rows], axis=2)
+        flat = (np.arange(count)[:, None] * self.n_main + a.cell_bin).ravel()
+        expected = np.bincount(flat, weights=(shifted * factor).ravel(), minlength=count * self.n_main).reshape(count, self.n_main)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            total = np.sum(xlogy(main, expected) - expected, axis=1)
+            sigma = a.normal_sigma
+            total += np.sum(-np.log(sigma * np.sqrt(2 * np.pi)) - np.square((aux[a.normal_aux] - rows[:, a.normal_par]) / (np.sqrt(2) * sigma)), axis=1)
+            counts, rate = aux[a.poisson_aux], rows[:, a.poisson_par] * a.poisson_factor
+            total += np.sum(xlogy(counts, rate) - rate, axis=1)
+        return total + self._lgamma_terms(data)
