@@ -400,6 +400,7 @@ class Fitter:
         self.fixed = np.asarray(config.suggested_fixed(), dtype=bool)
         self.poi = config.poi_index
         self.fits = 0
+        self.compact = None  # the numpy backend's compact likelihood, when it reproduces pyhf's
         self._probed: tuple = (None, {})  # (data, {step's parameters: -2 log L}) of the probes on those data
         widths = constraint_widths(config)
         self.steps = _probe_steps(widths, self.bounds)
@@ -434,14 +435,29 @@ class Fitter:
                     break
                 if functions.last[3]:  # traced, and still not pyhf's: a bug
                     raise RuntimeError(f"{self.where}: {mismatch}")
-        elif self.backend != "numpy":
+        elif self.backend == "numpy":
+            # exact gradients from the model's compact likelihood (recast.likelihood.compact), checked
+            # against pyhf's like the compiled one; else pyhf's likelihood and finite differences
+            from recast.likelihood.compact import CompactLikelihood
+
+            compact = CompactLikelihood.of(self.model)
+            if compact is not None:
+                self._logpdf_and_grad, self._logpdf_batch = compact.value_and_grad, compact.values
+                if self._compiled_mismatch(self.expected_data(self.init)) is None:
+                    self.compact = compact
+        else:
             raise ValueError(f"backend {self.backend!r}: expected 'numpy' or 'jax'")
 
     def expected_data(self, pars: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.expected_data(pars))
 
+    @property
+    def exact_gradients(self) -> bool:
+        """Whether fits take exact gradients (jax, or the compact likelihood) rather than finite differences."""
+        return self.backend == "jax" or self.compact is not None
+
     def twice_nll(self, pars: np.ndarray, data: np.ndarray) -> float:
-        if self.backend == "jax":
+        if self.exact_gradients:
             return -2.0 * float(self._logpdf_and_grad(np.asarray(pars, dtype=float), data)[0])
         return -2.0 * float(self.model.logpdf(np.asarray(pars, dtype=float), data)[0])
 
@@ -506,6 +522,16 @@ class Fitter:
                 return -2.0 * float(value), -2.0 * np.asarray(grad)[free] / scale
 
             jac = True
+        elif self.compact is not None:
+            data_n = np.asarray(data, dtype=float)
+            value_and_grad = self.compact.value_and_grad
+
+            def objective(z):
+                full[free] = origin + z / scale
+                value, grad = value_and_grad(full, data_n)
+                return -2.0 * value, -2.0 * grad[free] / scale
+
+            jac = True
         else:
             data_n = np.asarray(data)
 
@@ -567,7 +593,7 @@ class Fitter:
                 thresholds.append(result.twice_nll - BOUND_DECREASE)
         if not candidates:
             return None
-        if self.backend == "jax":
+        if self.exact_gradients:
             # vectorised in chunks of PROBE_CHUNK rows, one shape for every model (compiled once per
             # structure): a whole batch's intermediate tensors outgrow the caches (1Lbb: 253 rows of
             # pyhf's padded tensors, 72 ms in one call, 20 ms in chunks of 32). Steps probed before on
