@@ -118,3 +118,16 @@ def test_a_compact_likelihood_that_is_not_pyhfs_is_not_used(tmp_path, monkeypatc
     monkeypatch.setattr(CompactLikelihood, "value_and_grad", wrong)
     fitter = Fitter(model, backend="numpy")
     assert fitter.compact is None and not fitter.exact_gradients
+
+
+def test_the_automatic_backend_follows_the_workspace_size(sbottom_dir, onelbb):
+    from recast.likelihood.infer import JAX_FROM_SIZE, Settings, _settings, workspace_size
+
+    small = load_workspace(sbottom_dir / "RegionC" / "BkgOnly.json", [])
+    assert workspace_size(small.spec) < JAX_FROM_SIZE <= workspace_size(onelbb.spec)
+    automatic = Settings()
+    assert automatic.for_likelihood(small).backend == "numpy" and automatic.for_likelihood(onelbb).backend == "jax"
+    # a backend the user chose is kept, whatever the size
+    assert _settings(automatic, backend="numpy").for_likelihood(onelbb).backend == "numpy"
+    assert Settings(backend="jax").for_likelihood(small).backend == "jax"
+    assert Settings(method="pyhf").for_likelihood(onelbb).backend == "numpy"

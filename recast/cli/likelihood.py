@@ -64,7 +64,7 @@ from recast.errors import RecastError
 
 def _settings_options(function):
     options = [
-        click.option("--backend", type=click.Choice(["auto", "numpy", "jax"]), default="auto", show_default=True, help="Tensor backend of the fits; auto: jax for --method fast when installed, else numpy."),
+        click.option("--backend", type=click.Choice(["auto", "numpy", "jax"]), default="auto", show_default=True, help="Tensor backend of the fits; auto: numpy (exact gradients from the compact likelihood, no compilation); jax: pyhf's likelihood compiled."),
         click.option("--optimizer", type=click.Choice(["scipy", "minuit"]), default="scipy", show_default=True, help="Optimizer (minuit needs iminuit and --method pyhf)."),
         click.option("--test-stat", type=click.Choice(["qtilde", "q"]), default="qtilde", show_default=True, help="Test statistic."),
         click.option("--normsys", type=click.Choice(["code4", "code1"]), default="code4", show_default=True, help="Interpolation code of normsys modifiers."),
