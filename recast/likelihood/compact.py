@@ -55,6 +55,8 @@ class Arrays(NamedTuple):
     histosys_cell: np.ndarray  # (H,)
     histosys_up: np.ndarray  # (H,) hi - nominal
     histosys_down: np.ndarray  # (H,) nominal - lo
+    histosys_symmetric: np.ndarray  # (H,) code 4p's (up + down) / 2
+    histosys_antisymmetric: np.ndarray  # (H,) and (up - down) / 16
     normal_par: np.ndarray  # (G,) Gaussian constraints: parameter, auxiliary datum, width
     normal_aux: np.ndarray
     normal_sigma: np.ndarray
@@ -78,110 +80,91 @@ def program(model) -> tuple[Arrays, tuple[int, int], int] | None:
         return None  # another pyhf: its own likelihood is used
 
 
+def _scalar_parameters(applier) -> np.ndarray:
+    """The parameter of each modifier of a one-parameter type, in the applier's order."""
+    return np.array([int(np.asarray(selection).ravel()[0]) for selection in applier.param_viewer.index_selection], dtype=int)
+
+
+def _active(applier) -> bool:
+    return applier is not None and bool(applier.param_viewer.index_selection)
+
+
 def _program(model, main, appliers):
     config = model.config
     nominal = np.asarray(main.nominal_rates, dtype=float)[0, :, 0, :]  # (samples, bins)
     n_pars = len(config.suggested_init())
-    n_samples, n_bins = nominal.shape
+    n_bins = nominal.shape[1]
 
-    # what multiplies each (sample, bin): a parameter, or a normsys factor
-    factors: dict[tuple[int, int], list[int]] = {}
+    # what multiplies each (sample, bin): entries (sample, bin, index into [parameters, normsys factors, 1.0])
+    samples, bins, indices = [], [], []
     for kind in _FACTOR_TYPES:
         applier = appliers.get(kind)
-        if applier is None or not applier.param_viewer.index_selection:
-            continue
-        mask = np.asarray(getattr(applier, f"_{kind}_mask"), dtype=bool)[:, :, 0, :]
-        for m, selection in enumerate(applier.param_viewer.index_selection):
-            par = int(np.asarray(selection).ravel()[0])
-            for s, b in zip(*np.nonzero(mask[m])):
-                factors.setdefault((s, b), []).append(par)
+        if _active(applier):
+            m, s, b = np.nonzero(np.asarray(getattr(applier, f"_{kind}_mask"), dtype=bool)[:, :, 0, :])
+            samples.append(s), bins.append(b), indices.append(_scalar_parameters(applier)[m])
     for kind, mask_name in _BIN_FACTOR_TYPES.items():
         applier = appliers.get(kind)
-        if applier is None or not applier.param_viewer.index_selection:
-            continue
-        mask = np.asarray(getattr(applier, mask_name), dtype=bool)[:, :, 0, :]
-        access = np.asarray(applier._access_field)[:, 0, :].astype(int)
-        for m, s, b in zip(*np.nonzero(mask)):
-            factors.setdefault((s, b), []).append(int(access[m, b]))
+        if _active(applier):
+            m, s, b = np.nonzero(np.asarray(getattr(applier, mask_name), dtype=bool)[:, :, 0, :])
+            access = np.asarray(applier._access_field)[:, 0, :].astype(int)
+            samples.append(s), bins.append(b), indices.append(access[m, b])
 
     normsys = appliers.get("normsys")
-    normsys_keys: dict[tuple, int] = {}
-    normsys_rows: list[tuple[int, float, float]] = []
-    normsys_code = 4
-    if normsys is not None and normsys.param_viewer.index_selection:
+    normsys_code, histosys_code = 4, 4
+    normsys_par, normsys_up, normsys_down = np.zeros(0, dtype=int), np.zeros(0), np.zeros(0)
+    if _active(normsys):
         normsys_code = _NORMSYS_CODES.get(normsys.interpcode)
         if normsys_code is None:
             return None
         histoset = np.asarray(normsys._normsys_histoset, dtype=float)  # (mods, samples, lo/nom/hi, bins)
-        mask = np.asarray(normsys._normsys_mask, dtype=bool)[:, :, 0, :]
-        for m, selection in enumerate(normsys.param_viewer.index_selection):
-            par = int(np.asarray(selection).ravel()[0])
-            for s, b in zip(*np.nonzero(mask[m])):
-                lo, nom, hi = histoset[m, s, :, b]
-                up, down = hi / nom, lo / nom
-                key = (par, float(up), float(down))
-                index = normsys_keys.get(key)
-                if index is None:
-                    index = normsys_keys[key] = len(normsys_rows)
-                    normsys_rows.append(key)
-                factors.setdefault((s, b), []).append(n_pars + index)
+        m, s, b = np.nonzero(np.asarray(normsys._normsys_mask, dtype=bool)[:, :, 0, :])
+        lo, nom, hi = (histoset[m, s, k, b] for k in range(3))
+        par = _scalar_parameters(normsys)[m]
+        # a channel's factor is the same in each of its bins: one entry per distinct (parameter, hi, lo)
+        keys = np.stack([par.astype(float), hi / nom, lo / nom], axis=1)
+        distinct, inverse = np.unique(keys, axis=0, return_inverse=True)
+        normsys_par, normsys_up, normsys_down = distinct[:, 0].astype(int), distinct[:, 1], distinct[:, 2]
+        samples.append(s), bins.append(b), indices.append(n_pars + inverse.ravel())
 
     histosys = appliers.get("histosys")
-    histosys_rows: list[tuple[int, tuple[int, int], float, float]] = []
-    histosys_code = 4
-    if histosys is not None and histosys.param_viewer.index_selection:
+    histosys_par, histosys_key = np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+    histosys_up, histosys_down = np.zeros(0), np.zeros(0)
+    if _active(histosys):
         histosys_code = _HISTOSYS_CODES.get(histosys.interpcode)
         if histosys_code is None:
             return None
         histoset = np.asarray(histosys._histosys_histoset, dtype=float)
-        mask = np.asarray(histosys._histosys_mask, dtype=bool)[:, :, 0, :]
-        for m, selection in enumerate(histosys.param_viewer.index_selection):
-            par = int(np.asarray(selection).ravel()[0])
-            for s, b in zip(*np.nonzero(mask[m])):
-                lo, nom, hi = histoset[m, s, :, b]
-                up, down = hi - nom, nom - lo
-                if up != 0.0 or down != 0.0:  # a zero variation adds exactly zero in pyhf too
-                    histosys_rows.append((par, (s, b), up, down))
+        m, s, b = np.nonzero(np.asarray(histosys._histosys_mask, dtype=bool)[:, :, 0, :])
+        lo, nom, hi = (histoset[m, s, k, b] for k in range(3))
+        up, down = hi - nom, nom - lo
+        varied = (up != 0.0) | (down != 0.0)  # a zero variation adds exactly zero in pyhf too
+        histosys_par, histosys_key = _scalar_parameters(histosys)[m][varied], (s * n_bins + b)[varied]
+        histosys_up, histosys_down = up[varied], down[varied]
 
     # the cells: every (sample, bin) with a yield or a variation; the rest add exactly zero
-    keys = sorted({(s, b) for s, b in zip(*np.nonzero(nominal))} | {row[1] for row in histosys_rows})
-    cells = {key: i for i, key in enumerate(keys)}
-    n_cells, n_normsys = len(keys), len(normsys_rows)
-    one = n_pars + n_normsys  # the index of the constant 1.0
-    width = max((len(factors.get(key, ())) for key in keys), default=0) or 1
-    rows = np.full((n_cells, width), one, dtype=np.int32)
-    cell_nominal = np.zeros(n_cells)
-    cell_bin = np.zeros(n_cells, dtype=np.int32)
-    for key, i in cells.items():
-        found = factors.get(key, [])
-        rows[i, : len(found)] = found
-        cell_nominal[i] = nominal[key]
-        cell_bin[i] = key[1]
+    keys = np.union1d(np.flatnonzero(nominal.ravel()), histosys_key)
+    cell_of = np.full(nominal.size, -1)
+    cell_of[keys] = np.arange(len(keys))
+    entry_cell = cell_of[np.concatenate(samples) * n_bins + np.concatenate(bins)] if samples else np.zeros(0, dtype=int)
+    entry_index = np.concatenate(indices) if indices else np.zeros(0, dtype=int)
+    kept = entry_cell >= 0
+    entry_cell, entry_index = entry_cell[kept], entry_index[kept]
+    order = np.argsort(entry_cell, kind="stable")
+    entry_cell, entry_index = entry_cell[order], entry_index[order]
+    counts = np.bincount(entry_cell, minlength=len(keys))
+    position = np.arange(len(entry_cell)) - (np.cumsum(counts) - counts)[entry_cell]
+    rows = np.full((len(keys), max(int(counts.max(initial=0)), 1)), n_pars + len(normsys_par), dtype=int)  # padding: 1.0
+    rows[entry_cell, position] = entry_index
 
-    normsys_par = np.zeros(n_normsys, dtype=np.int32)
-    normsys_up = np.ones(n_normsys)
-    normsys_down = np.ones(n_normsys)
-    coefficients = np.zeros((6, n_normsys))
-    if normsys_rows:
-        normsys_par[: len(normsys_rows)] = [r[0] for r in normsys_rows]
-        normsys_up[: len(normsys_rows)] = [r[1] for r in normsys_rows]
-        normsys_down[: len(normsys_rows)] = [r[2] for r in normsys_rows]
-        if normsys_code == 4:
-            coefficients[:, : len(normsys_rows)] = _code4_coefficients(normsys_down[: len(normsys_rows)], normsys_up[: len(normsys_rows)])
-
-    n_histosys = len(histosys_rows)
-    histosys_par = np.zeros(n_histosys, dtype=np.int32)
-    histosys_cell = np.zeros(n_histosys, dtype=np.int32)
-    histosys_up = np.zeros(n_histosys)
-    histosys_down = np.zeros(n_histosys)
-    for i, (par, key, up, down) in enumerate(histosys_rows):
-        histosys_par[i], histosys_cell[i], histosys_up[i], histosys_down[i] = par, cells[key], up, down
-
+    coefficients = np.zeros((6, len(normsys_par)))
+    if normsys_code == 4 and len(normsys_par):
+        coefficients = _code4_coefficients(normsys_down, normsys_up)
     normal = _normal_constraints(model.constraint_model.constraints_gaussian)
     poisson = _poisson_constraints(model.constraint_model.constraints_poisson)
     return Arrays(
-        cell_nominal, cell_bin, rows, normsys_par, normsys_up, normsys_down, coefficients,
-        histosys_par, histosys_cell, histosys_up, histosys_down, *normal, *poisson,
+        nominal.ravel()[keys], keys % n_bins, rows, normsys_par, normsys_up, normsys_down, coefficients,
+        histosys_par, cell_of[histosys_key], histosys_up, histosys_down,
+        0.5 * (histosys_up + histosys_down), 0.0625 * (histosys_up - histosys_down), *normal, *poisson,
     ), (normsys_code, histosys_code), config.nmaindata
 
 
@@ -190,7 +173,7 @@ def _code4_coefficients(down: np.ndarray, up: np.ndarray) -> np.ndarray:
     from pyhf import interpolators
 
     histoset = np.stack([down, np.ones_like(down), up], axis=-1)[:, None, :, None]  # (sets, 1, lo/nom/hi, 1)
-    interpolator = interpolators.code4(histoset.tolist(), subscribe=False)
+    interpolator = interpolators.code4(histoset, subscribe=False)
     return np.asarray(interpolator._coefficients, dtype=float)[:, :, 0, 0]
 
 
@@ -242,34 +225,39 @@ class CompactLikelihood:
         return self._constant[1]
 
     def _normsys(self, alpha: np.ndarray, grad: bool):
+        """normsys factors at ``alpha`` (entries, or rows x entries) and, with ``grad``, their derivatives."""
         a = self.a
-        absolute = np.abs(alpha)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if self.codes[0] == 4:
-                orders = np.arange(1, 7).reshape((6,) + (1,) * alpha.ndim)
-                between = 1.0 + np.sum(a.normsys_coefficients.reshape((6,) + (1,) * (alpha.ndim - 1) + (-1,)) * alpha**orders, axis=0)
-                bases = np.where(alpha >= 1.0, a.normsys_up, np.where(alpha <= -1.0, a.normsys_down, between))
-                outside = absolute >= 1.0
-                values = np.where(outside, bases ** np.where(outside, absolute, 1.0), bases)
-                if not grad:
-                    return values, None
-                slope = np.sum(a.normsys_coefficients * orders * alpha ** (orders - 1), axis=0)
-                return values, np.where(outside, values * np.log(bases) * np.sign(alpha), slope)
+        c = a.normsys_coefficients
+        if self.codes[0] == 4:
+            # inside +-1: pyhf's polynomial 1 + sum_r c_r alpha^r (Horner's form); outside, (hi or lo)^|alpha|
+            between = 1.0 + alpha * (c[0] + alpha * (c[1] + alpha * (c[2] + alpha * (c[3] + alpha * (c[4] + alpha * c[5])))))
+            slope = (c[0] + alpha * (2 * c[1] + alpha * (3 * c[2] + alpha * (4 * c[3] + alpha * (5 * c[4] + alpha * 6 * c[5]))))) if grad else None
+            outside = np.abs(alpha) >= 1.0
+            if not outside.any():  # the fits' usual case: no branch to take
+                return between, slope
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                bases = np.where(alpha >= 1.0, a.normsys_up, a.normsys_down)
+                power = bases ** np.abs(alpha)
+                values = np.where(outside, power, between)
+                return values, (np.where(outside, power * np.log(bases) * np.sign(alpha), slope) if grad else None)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             bases = np.where(alpha > 0.0, a.normsys_up, a.normsys_down)
-            values = bases**absolute
+            values = bases ** np.abs(alpha)
             return values, (values * np.log(bases) * np.sign(alpha) if grad else None)
 
     def _histosys(self, beta: np.ndarray, grad: bool):
-        up, down = self.a.histosys_up, self.a.histosys_down
+        """histosys deltas at ``beta`` (entries, or rows x entries) and, with ``grad``, their derivatives."""
+        a = self.a
+        up, down = a.histosys_up, a.histosys_down
         if self.codes[1] == 4:
-            square = beta**2
-            symmetric, antisymmetric = 0.5 * (up + down), 0.0625 * (up - down)
-            smooth = square * (square * (square * 3.0 - 10.0) + 15.0) * antisymmetric + beta * symmetric
-            values = np.where(beta < -1.0, beta * down, np.where(beta > 1.0, beta * up, smooth))
-            if not grad:
-                return values, None
-            slope = (beta * (square * (18.0 * square - 40.0) + 30.0)) * antisymmetric + symmetric
-            return values, np.where(beta < -1.0, down, np.where(beta > 1.0, up, slope))
+            square = beta * beta
+            symmetric, antisymmetric = a.histosys_symmetric, a.histosys_antisymmetric
+            values = square * (square * (square * 3.0 - 10.0) + 15.0) * antisymmetric + beta * symmetric
+            slope = (beta * (square * (18.0 * square - 40.0) + 30.0)) * antisymmetric + symmetric if grad else None
+            if (np.abs(beta) <= 1.0).all():  # the usual case: the polynomial only
+                return values, slope
+            values = np.where(beta < -1.0, beta * down, np.where(beta > 1.0, beta * up, values))
+            return values, (np.where(beta < -1.0, down, np.where(beta > 1.0, up, slope)) if grad else None)
         values = np.where(beta > 0.0, beta * up, beta * down)
         return values, (np.where(beta > 0.0, up, down) if grad else None)
 

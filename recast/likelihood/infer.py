@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -47,13 +47,10 @@ class Settings:
     normsys: str = "code4"
     histosys: str = "code4p"
     method: str = "fast"
-    # the backend was "auto": :meth:`for_likelihood` may choose again once the workspace is known
-    automatic: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.backend == "auto":
             object.__setattr__(self, "backend", auto_backend(self.method))
-            object.__setattr__(self, "automatic", True)
         checks = [
             ("backend", self.backend, BACKENDS),
             ("optimizer", self.optimizer, OPTIMIZERS),
@@ -69,12 +66,6 @@ class Settings:
             raise LikelihoodError("optimizer 'minuit' is run through plain pyhf: use method 'pyhf' with it")
         if self.backend == "jax" and not _installed("jax"):
             raise LikelihoodError("backend 'jax' needs jax: pip install 'recast[jax]' (or use --backend numpy)")
-
-    def for_likelihood(self, likelihood: Likelihood) -> "Settings":
-        """These settings with an automatic backend chosen for ``likelihood``'s size (:func:`auto_backend`)."""
-        if not self.automatic:
-            return self
-        return replace(self, backend=auto_backend(self.method, likelihood))
 
     @property
     def modifier_settings(self) -> dict:
@@ -107,35 +98,20 @@ def _installed(module: str) -> bool:
         return False
 
 
-# above this many numbers in a workspace's samples and modifiers (bins x (1 + modifiers), summed
-# over samples), jax's compiled calls beat the compact numpy likelihood by more than their start
-# costs: sbottom's regions have 1 244 to 4 404 (numpy 2 to 3 times faster a scan), 1Lbb 16 138
-# (jax 3.4 times faster a point over 40 points; benchmarks/README.md)
-JAX_FROM_SIZE = 8000
-
-
-def workspace_size(spec: dict) -> int:
-    """The numbers a likelihood's samples carry: bins x (1 + modifiers), summed over samples."""
-    return sum(len(sample.get("data") or ()) * (1 + len(sample.get("modifiers") or ()))
-               for channel in spec.get("channels", ()) for sample in channel.get("samples", ()))
-
-
-def auto_backend(method: str, likelihood: Likelihood | None = None) -> str:
-    """numpy for plain pyhf (``pyhf cls``'s default); for the fast method, by the workspace's size.
+def auto_backend(method: str) -> str:
+    """numpy, for both methods.
 
     The fast method's fits take exact gradients either way: with numpy from
     the model's compact likelihood (:mod:`recast.likelihood.compact`: only
     the entries pyhf pads out, differentiated by hand), with jax from pyhf's
-    likelihood traced and compiled. numpy needs neither jax's import (0.5 s)
-    nor a compilation (0.5 to 1 s a structure and process) and is as fast a
-    call on small workspaces (40 sbottom points: 1.0 s against jax's 1.7 s
-    warm and 2.4 s cold); jax is faster a call on large ones (1Lbb). Without
-    a likelihood, and without jax installed: numpy.
+    likelihood traced and compiled. Measured (benchmarks/README.md): numpy
+    is as fast a call on the published likelihoods' sizes and needs neither
+    jax's import (0.5 s) nor a compilation (0.5 to 1 s a structure, a
+    process), so a scan of 40 sbottom points takes 1.0 s against jax's 1.7 s
+    warm and 2.4 s cold. jax stays available (``--backend jax``) for models
+    whose size makes its compiled calls worth their start.
     """
-    if method != "fast" or likelihood is None:
-        return "numpy"
-    large = workspace_size(likelihood.spec) >= JAX_FROM_SIZE
-    return "jax" if large and _installed("jax") else "numpy"
+    return "numpy"
 
 
 def _settings(settings: Settings | None, **options) -> Settings:
@@ -145,13 +121,9 @@ def _settings(settings: Settings | None, **options) -> Settings:
     if unknown:
         raise TypeError(f"unknown option {unknown[0]!r}: expected one of {', '.join(sorted(known))}")
     given = {k: v for k, v in options.items() if v is not None}
-    given.pop("automatic", None)
     if settings is None:
         return Settings(**given)
-    merged = {**asdict(settings), **given}
-    if "backend" in given:  # chosen again here: automatic only when "auto"
-        merged.pop("automatic")
-    return Settings(**merged)
+    return Settings(**{**asdict(settings), **given})
 
 
 def resolve_points(
@@ -391,7 +363,6 @@ def cls(
     """
     settings = _settings(settings, **options)
     likelihood, points = resolve_points(workspace, patches)
-    settings = settings.for_likelihood(likelihood)
     with _fitting(settings):
         results = [point_cls(PointEngine(likelihood, point, settings), mu) for point in points]
     return results[0] if len(results) == 1 else results
@@ -557,7 +528,6 @@ def upper_limit(
     """
     settings = _settings(settings, **options)
     likelihood, points = resolve_points(workspace, patches)
-    settings = settings.for_likelihood(likelihood)
     with _fitting(settings):
         results = [point_limit(PointEngine(likelihood, point, settings), level=level, rtol=rtol, grid=grid) for point in points]
     return results[0] if len(results) == 1 else results

@@ -153,7 +153,6 @@ def scan(
     """
     settings = _settings(settings, **options)
     likelihood = workspace if isinstance(workspace, Likelihood) else load_workspace(workspace)
-    settings = settings.for_likelihood(likelihood)
     given = list(points or [])
     objects = [p for p in given if isinstance(p, SignalPoint)]
     names = [p for p in given if not isinstance(p, SignalPoint)]
