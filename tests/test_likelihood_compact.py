@@ -120,14 +120,12 @@ def test_a_compact_likelihood_that_is_not_pyhfs_is_not_used(tmp_path, monkeypatc
     assert fitter.compact is None and not fitter.exact_gradients
 
 
-def test_the_automatic_backend_follows_the_workspace_size(sbottom_dir, onelbb):
-    from recast.likelihood.infer import JAX_FROM_SIZE, Settings, _settings, workspace_size
 
-    small = load_workspace(sbottom_dir / "RegionC" / "BkgOnly.json", [])
-    assert workspace_size(small.spec) < JAX_FROM_SIZE <= workspace_size(onelbb.spec)
-    automatic = Settings()
-    assert automatic.for_likelihood(small).backend == "numpy" and automatic.for_likelihood(onelbb).backend == "jax"
-    # a backend the user chose is kept, whatever the size
-    assert _settings(automatic, backend="numpy").for_likelihood(onelbb).backend == "numpy"
-    assert Settings(backend="jax").for_likelihood(small).backend == "jax"
-    assert Settings(method="pyhf").for_likelihood(onelbb).backend == "numpy"
+def test_the_automatic_backend_is_numpy_with_exact_gradients(sbottom_dir):
+    from recast.likelihood.infer import PointEngine, Settings
+
+    assert Settings().backend == "numpy" and Settings(backend="jax").backend == "jax"
+    likelihood = load_workspace(sbottom_dir / "RegionB" / "BkgOnly.json", sorted((sbottom_dir / "RegionB").glob("patch.*.json"))[:1])
+    engine = PointEngine(likelihood, likelihood.points[0], Settings())
+    engine.cls(1.0)
+    assert engine.hypotest.fitter.compact is not None  # exact gradients, not finite differences
