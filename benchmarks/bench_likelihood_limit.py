@@ -4,19 +4,20 @@ The 1Lbb likelihood (SUSY-2019-08), signal point C1N2_Wh_hbb_900_250: 95% CL
 upper limit on mu, observed and expected band.
 
 - ours: ``recast likelihood limit BkgOnly.json --patchset patchset.json
-  --point C1N2_Wh_hbb_900_250 --backend jax`` as a whole process (import,
-  loading the 57 MB patchset, building, compiling, root finding);
+  --point C1N2_Wh_hbb_900_250 [--backend B]`` as a whole process (import,
+  loading the 57 MB patchset, building, compiling with jax, root finding);
+  ``--backend`` as given here (default: recast's default, auto);
 - baseline: ``pyhf.infer.intervals.upper_limits.upper_limit(data, model,
   scan=numpy.linspace(0, 5, 41))``, numpy backend, in process, timed from a
   built model (loading not counted: the ratio is conservative).
 
 Ours runs twice: on a new, empty jax compilation cache (``RECAST_JAX_CACHE``
 pointed at an empty folder: a cold start) and again on the cache that run
-filled (warm). Target (issue 11): at least 50x faster on the cold start,
+filled (warm; the same for numpy, which compiles nothing). Target (issue 11): at least 50x faster on the cold start,
 every limit within a relative 1e-3 of the baseline's. Also printed: our exact roots (``--exact-root``), which differ
 from the grid's linear interpolation by up to 1%. Usage:
 
-    python benchmarks/bench_likelihood_limit.py [--skip-exact]
+    python benchmarks/bench_likelihood_limit.py [--skip-exact] [--backend auto|numpy|jax]
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ from bench_likelihood_scan import ROOT, extract_archive  # noqa: E402  (also put
 POINT = "C1N2_Wh_hbb_900_250"
 
 
-def ours(folder: Path, out: Path, cache: Path, *extra: str) -> tuple[float, dict]:
+def ours(folder: Path, out: Path, cache: Path, backend: str, *extra: str) -> tuple[float, dict]:
     argv = [sys.executable, "-c", "from recast.cli import main; main()", "likelihood", "limit", str(folder / "BkgOnly.json"),
-            "--patchset", str(folder / "patchset.json"), "--point", POINT, "--backend", "jax", "--output", str(out), *extra]
+            "--patchset", str(folder / "patchset.json"), "--point", POINT, "--backend", backend, "--output", str(out), *extra]
     started = time.perf_counter()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, cwd=ROOT, env={**os.environ, "RECAST_JAX_CACHE": str(cache)})
     return time.perf_counter() - started, json.loads(out.read_text())
@@ -61,18 +62,20 @@ def baseline(folder: Path) -> tuple[float, float, list[float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--skip-exact", action="store_true", help="do not also time the exact-root variant")
+    parser.add_argument("--backend", default="auto", choices=["auto", "numpy", "jax"], help="our backend (default: auto)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-limit-") as tmp:
         folder = extract_archive("1Lbb-likelihoods.tar.gz", Path(tmp))
         print(f"1Lbb {POINT}: 95% CL upper limit on mu, observed and expected band", flush=True)
         cache = Path(tmp) / "jax-cache"
-        seconds, result = ours(folder, Path(tmp) / "limit.json", cache)
-        print(f"  recast likelihood limit (whole process, jax, cold cache): {seconds:8.1f} s  "
+        seconds, result = ours(folder, Path(tmp) / "limit.json", cache, args.backend)
+        backend = result["settings"]["backend"]
+        print(f"  recast likelihood limit (whole process, {backend}, cold cache): {seconds:8.1f} s  "
               f"obs {result['mu_up_obs']:.6f} exp {', '.join(f'{v:.6f}' for v in result['mu_up_exp'])}", flush=True)
-        warm_seconds, _ = ours(folder, Path(tmp) / "limit-warm.json", cache)
-        print(f"  recast likelihood limit (whole process, jax, warm cache): {warm_seconds:8.1f} s", flush=True)
+        warm_seconds, _ = ours(folder, Path(tmp) / "limit-warm.json", cache, args.backend)
+        print(f"  recast likelihood limit (whole process, {backend}, warm cache): {warm_seconds:8.1f} s", flush=True)
         if not args.skip_exact:
-            exact_seconds, exact = ours(folder, Path(tmp) / "exact.json", cache, "--exact-root")
+            exact_seconds, exact = ours(folder, Path(tmp) / "exact.json", cache, args.backend, "--exact-root")
             print(f"  recast likelihood limit --exact-root:       {exact_seconds:8.1f} s  "
                   f"obs {exact['mu_up_obs']:.6f} exp {', '.join(f'{v:.6f}' for v in exact['mu_up_exp'])}", flush=True)
         base_seconds, observed, expected = baseline(folder)

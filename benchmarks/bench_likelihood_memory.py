@@ -1,6 +1,6 @@
 """Memory benchmark of the likelihood engine: a scan over all 125 1Lbb signal points.
 
-``recast likelihood scan BkgOnly.json --patchset patchset.json --backend jax``
+``recast likelihood scan BkgOnly.json --patchset patchset.json [--backend B]`` (default: recast's, auto)
 (the calling process and its worker, forked since 2026-11-22) must stay under 4 GB peak; the
 peak is the largest sum of the resident memory of the process tree, sampled
 every 0.1 s from /proc, and each process's own peak (VmHWM).
@@ -10,7 +10,7 @@ Baseline, in the same run: plain pyhf on one of those points in a process
 memory a user needs for a single point; the ratio says what the 125-point
 scan costs in memory beyond that. Usage:
 
-    python benchmarks/bench_likelihood_memory.py [--points 125]
+    python benchmarks/bench_likelihood_memory.py [--points 125] [--backend auto|numpy|jax]
 """
 
 from __future__ import annotations
@@ -88,20 +88,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--points", type=int, default=125)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--backend", default="auto", choices=["auto", "numpy", "jax"])
     args = parser.parse_args()
     gib = 1024**3
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         folder = extract_archive("1Lbb-likelihoods.tar.gz", Path(tmp))
         names = sorted(p["metadata"]["name"] for p in json.loads((folder / "patchset.json").read_text())["patches"])[: args.points]
         argv = [sys.executable, "-c", "from recast.cli import main; main()", "likelihood", "scan", str(folder / "BkgOnly.json"),
-                "--patchset", str(folder / "patchset.json"), "--backend", "jax", "--workers", str(args.workers),
+                "--patchset", str(folder / "patchset.json"), "--backend", args.backend, "--workers", str(args.workers),
                 "--no-progress", "--output", str(Path(tmp) / "scan.json")]
         if args.points < 125:
             for name in names:
                 argv += ["--point", name]
         seconds, peak, single, processes = run_measured(argv)
         result = json.loads((Path(tmp) / "scan.json").read_text())
-        print(f"1Lbb scan of {len(result['points'])} points ({result['failed']} failed), {result['workers']} processes, {seconds:.1f} s")
+        print(f"1Lbb scan of {len(result['points'])} points ({result['failed']} failed), {result['settings']['backend']}, "
+              f"{result['workers']} processes, {seconds:.1f} s")
         print(f"  peak memory of the scan (sum over its {processes} processes): {peak / gib:6.2f} GiB; largest single process {single / gib:.2f} GiB")
         base_seconds, base_peak, _, _ = run_measured([sys.executable, "-c", BASELINE, str(folder)])
         print(f"  baseline, plain pyhf on one point in a process:               {base_peak / gib:6.2f} GiB ({base_seconds:.1f} s)")
