@@ -278,7 +278,7 @@ def _parse_where(items) -> dict[str, float]:
 @click.option("--mu", type=float, default=1.0, show_default=True, help="Signal strength tested.")
 @click.option("--where", "where_items", multiple=True, help="Select points by parameter value, NAME=VALUE (repeatable).")
 @click.option("--limits", is_flag=True, help="Also compute the upper limit of each point.")
-@click.option("--workers", type=int, help="Processes (default: 1 below 48 points or on a busy machine, else one per idle core, at most 2).")
+@click.option("--workers", type=int, help="Processes (default: one per idle core, at most 2, from 8 points on (48 where workers cannot be forked); 1 on a busy machine).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the table as CSV.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write the exclusion plot (png, pdf, svg).")
 @click.option("--x", "x_label", help="Parameter on the plot's x axis (default: the first).")

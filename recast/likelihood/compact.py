@@ -42,7 +42,7 @@ _HISTOSYS_CODES = {"code4p": 4, "code0": 0}
 
 
 class Arrays(NamedTuple):
-    """The numbers of one model's log-likelihood (see :func:`logpdf`); every field is an array."""
+    """The numbers of one model's log-likelihood (see :class:`CompactLikelihood`); every field is an array."""
 
     nominal: np.ndarray  # (cells,) the cell's nominal yield
     cell_bin: np.ndarray  # (cells,) the model's main bin of each cell

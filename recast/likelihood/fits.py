@@ -40,8 +40,10 @@ computes every p-value), and changes only how the fits run:
   constants were found, checked against pyhf's numpy likelihood at two
   parameter points (traced after all when they differ).
 
-Fits are SLSQP (scipy), as pyhf's default ``scipy_optimizer``, with the
-gradient from jax when available. Fixed parameters (the POI in conditional
+Fits are SLSQP (scipy), as pyhf's default ``scipy_optimizer``, with an
+exact gradient: the compact likelihood's (numpy, :mod:`recast.likelihood.compact`)
+or jax's; finite differences only for a model the compact likelihood does not
+compute on numpy. Fixed parameters (the POI in conditional
 fits, and the model's ``suggested_fixed``) are removed from the minimisation
 rather than constrained.
 """

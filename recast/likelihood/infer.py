@@ -5,7 +5,9 @@ Two methods give the same numbers:
 - ``method="pyhf"``: plain ``pyhf.infer.hypotest`` / ``pyhf.infer.intervals``,
   exactly what ``pyhf cls`` computes (the reference);
 - ``method="fast"`` (default): pyhf's model and asymptotic formulae with
-  fits cached across mu and, with ``backend="jax"``, compiled once per model
+  fits cached across mu and exact gradients: with the numpy backend (the
+  default) from the compact likelihood (:mod:`recast.likelihood.compact`),
+  with ``backend="jax"`` from pyhf's likelihood compiled once per model
   structure (:mod:`recast.likelihood.fits`). Tests check it against the
   reference on points of the published sbottom and 1Lbb likelihoods.
 
