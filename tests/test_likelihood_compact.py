@@ -125,6 +125,10 @@ def test_the_automatic_backend_is_numpy_with_exact_gradients(sbottom_dir):
     from recast.likelihood.infer import PointEngine, Settings
 
     assert Settings().backend == "numpy" and Settings(backend="jax").backend == "jax"
+    assert Settings(normsys="code1", histosys="code0").backend == "numpy"
+    # histosys code2 is not computed compactly: numpy would take finite differences, jax is worth its start
+    assert Settings(histosys="code2").backend == "jax" and Settings(histosys="code2", backend="numpy").backend == "numpy"
+    assert Settings(histosys="code2", method="pyhf").backend == "numpy"
     likelihood = load_workspace(sbottom_dir / "RegionB" / "BkgOnly.json", sorted((sbottom_dir / "RegionB").glob("patch.*.json"))[:1])
     engine = PointEngine(likelihood, likelihood.points[0], Settings())
     engine.cls(1.0)

@@ -41,6 +41,11 @@ _NORMSYS_CODES = {"code4": 4, "code1": 1}
 _HISTOSYS_CODES = {"code4p": 4, "code0": 0}
 
 
+def computes(normsys: str, histosys: str) -> bool:
+    """Whether models with these interpolation codes get a compact likelihood (pyhf's names: "code4", ...)."""
+    return normsys in _NORMSYS_CODES and histosys in _HISTOSYS_CODES
+
+
 class Arrays(NamedTuple):
     """The numbers of one model's log-likelihood (see :class:`CompactLikelihood`); every field is an array."""
 

@@ -52,7 +52,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.backend == "auto":
-            object.__setattr__(self, "backend", auto_backend(self.method))
+            object.__setattr__(self, "backend", auto_backend(self.method, self.normsys, self.histosys))
         checks = [
             ("backend", self.backend, BACKENDS),
             ("optimizer", self.optimizer, OPTIMIZERS),
@@ -100,8 +100,8 @@ def _installed(module: str) -> bool:
         return False
 
 
-def auto_backend(method: str) -> str:
-    """numpy, for both methods.
+def auto_backend(method: str, normsys: str = "code4", histosys: str = "code4p") -> str:
+    """numpy, unless the fast method's numpy fits would need finite differences and jax is installed.
 
     The fast method's fits take exact gradients either way: with numpy from
     the model's compact likelihood (:mod:`recast.likelihood.compact`: only
@@ -109,10 +109,18 @@ def auto_backend(method: str) -> str:
     likelihood traced and compiled. numpy needs neither jax's import (0.5 s)
     nor a compilation (0.5 to 1 s a structure and process), and its calls
     are faster too on every published likelihood measured
-    (benchmarks/README.md): 40 sbottom points 1.0 s against jax's 1.7 s warm
-    and 2.4 s cold; 1Lbb 0.08 s a point against 0.22 s, the same CLs to
-    2e-9. jax stays available (``--backend jax``).
+    (benchmarks/README.md): 40 sbottom points 0.6 s against jax's 1.7 s warm
+    and 2.4 s cold; 1Lbb 0.07 s a point against 0.22 s, the same CLs to
+    2e-9. The compact likelihood computes every modifier type and the
+    interpolation codes but histosys code2: there numpy's fits would take
+    their gradients by finite differences (one likelihood call per
+    parameter), and jax is worth its start. Plain pyhf (``method="pyhf"``):
+    numpy, as ``pyhf cls``.
     """
+    from recast.likelihood.compact import computes
+
+    if method == "fast" and not computes(normsys, histosys) and _installed("jax"):
+        return "jax"
     return "numpy"
 
 
