@@ -30,7 +30,7 @@ like :mod:`recast.likelihood.building`.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 

@@ -447,6 +447,8 @@ class Fitter:
                 self._logpdf_and_grad, self._logpdf_batch = compact.value_and_grad, compact.values
                 if self._compiled_mismatch(self.expected_data(self.init)) is None:
                     self.compact = compact
+                else:  # not pyhf's: never used
+                    del self._logpdf_and_grad, self._logpdf_batch
         else:
             raise ValueError(f"backend {self.backend!r}: expected 'numpy' or 'jax'")
 
