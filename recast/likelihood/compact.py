@@ -213,6 +213,8 @@ class CompactLikelihood:
         self.n_main = n_main
         self.n_pars = n_pars
         self._constant: tuple = (None, 0.0)  # (data, its -lgamma(n + 1) terms): the same data in every fit of a dataset
+        # the Gaussian terms' normalisation, -log(sigma sqrt(2 pi)): the same at every call
+        self._normalisation = float(np.sum(-np.log(arrays.normal_sigma * np.sqrt(2 * np.pi))))
 
     @classmethod
     def of(cls, model) -> "CompactLikelihood | None":
@@ -221,13 +223,27 @@ class CompactLikelihood:
             return None
         return cls(*found, len(model.config.suggested_init()))
 
-    def _lgamma_terms(self, data: np.ndarray) -> float:
+    def _constant_terms(self, data: np.ndarray) -> float:
+        """What log L adds whatever the parameters: the Poisson terms' -lgamma(n + 1), the Gaussians' normalisation."""
         from scipy.special import gammaln
 
         if self._constant[0] is not data:
             main, aux = data[: self.n_main], data[self.n_main :]
-            self._constant = (data, -float(np.sum(gammaln(main + 1.0))) - float(np.sum(gammaln(aux[self.a.poisson_aux] + 1.0))))
+            lgamma = float(np.sum(gammaln(main + 1.0))) + float(np.sum(gammaln(aux[self.a.poisson_aux] + 1.0)))
+            self._constant = (data, self._normalisation - lgamma)
         return self._constant[1]
+
+    def _varying_terms(self, pars: np.ndarray, expected: np.ndarray, data: np.ndarray):
+        """log L but for :meth:`_constant_terms`, at ``pars`` (one point, or rows) with ``expected`` main data."""
+        from scipy.special import xlogy
+
+        a = self.a
+        main, aux = data[: self.n_main], data[self.n_main :]
+        rate = pars[..., a.poisson_par] * a.poisson_factor
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (np.sum(xlogy(main, expected) - expected, axis=-1)
+                    - np.sum(np.square((aux[a.normal_aux] - pars[..., a.normal_par]) / (np.sqrt(2) * a.normal_sigma)), axis=-1)
+                    + np.sum(xlogy(aux[a.poisson_aux], rate) - rate, axis=-1))
 
     def _normsys(self, alpha: np.ndarray, grad: bool):
         """normsys factors at ``alpha`` (entries, or rows x entries) and, with ``grad``, their derivatives."""
@@ -268,8 +284,6 @@ class CompactLikelihood:
 
     def value_and_grad(self, pars: np.ndarray, data: np.ndarray) -> tuple[float, np.ndarray]:
         """log L at ``pars`` and its gradient, for ``data`` (main bins, then auxiliary data)."""
-        from scipy.special import xlogy
-
         a, n_pars = self.a, self.n_pars
         pars = np.asarray(pars, dtype=float)
         main, aux = data[: self.n_main], data[self.n_main :]
@@ -283,49 +297,34 @@ class CompactLikelihood:
         after = np.concatenate([np.cumprod(table[:, ::-1], axis=1)[:, ::-1][:, 1:], ones], axis=1)  # right of k
         factor = before[:, -1] * table[:, -1]
         expected = np.bincount(a.cell_bin, weights=shifted * factor, minlength=self.n_main)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            value = float(np.sum(xlogy(main, expected) - expected))
-            weight = np.where(main == 0.0, -1.0, main / expected - 1.0)[a.cell_bin]  # d log L / d rate of each cell
+        value = float(self._varying_terms(pars, expected, data)) + self._constant_terms(data)
 
+        # the gradient, term by term: main bins (through each cell's rate), then the constraints
+        with np.errstate(divide="ignore", invalid="ignore"):
+            weight = np.where(main == 0.0, -1.0, main / expected - 1.0)[a.cell_bin]  # d log L / d rate of each cell
+            counts, rate = aux[a.poisson_aux], pars[a.poisson_par] * a.poisson_factor
+            d_poisson = np.where(counts == 0.0, -1.0, counts / rate - 1.0) * a.poisson_factor
         gradient = np.bincount(a.factor_rows.ravel(), weights=((weight * shifted)[:, None] * before * after).ravel(),
                                minlength=len(values))
         d_pars = gradient[:n_pars]
         d_pars += np.bincount(a.normsys_par, weights=gradient[n_pars:-1] * d_normsys, minlength=n_pars)
         d_pars += np.bincount(a.histosys_par, weights=(weight * factor)[a.histosys_cell] * d_deltas, minlength=n_pars)
-
-        sigma = a.normal_sigma
-        difference = aux[a.normal_aux] - pars[a.normal_par]
-        value += float(np.sum(-np.log(sigma * np.sqrt(2 * np.pi)) - np.square(difference / (np.sqrt(2) * sigma))))
-        d_pars += np.bincount(a.normal_par, weights=difference / sigma**2, minlength=n_pars)
-        counts, rate = aux[a.poisson_aux], pars[a.poisson_par] * a.poisson_factor
-        with np.errstate(divide="ignore", invalid="ignore"):
-            value += float(np.sum(xlogy(counts, rate) - rate))
-            d_pars += np.bincount(a.poisson_par, weights=np.where(counts == 0.0, -1.0, counts / rate - 1.0) * a.poisson_factor,
-                                  minlength=n_pars)
-        return value + self._lgamma_terms(data), d_pars
+        d_pars += np.bincount(a.normal_par, weights=(aux[a.normal_aux] - pars[a.normal_par]) / a.normal_sigma**2, minlength=n_pars)
+        d_pars += np.bincount(a.poisson_par, weights=d_poisson, minlength=n_pars)
+        return value, d_pars
 
     def values(self, rows: np.ndarray, data: np.ndarray) -> np.ndarray:
         """log L at each row of ``rows`` (the probe's many parameter points at once)."""
-        from scipy.special import xlogy
-
         a = self.a
         rows = np.asarray(rows, dtype=float)
-        main, aux = data[: self.n_main], data[self.n_main :]
         normsys, _ = self._normsys(rows[:, a.normsys_par], False)
         deltas, _ = self._histosys(rows[:, a.histosys_par], False)
-        count = len(rows)
-        cells = len(a.nominal)
-        # per row, the histosys deltas summed into cells: one bincount over (row, cell) pairs
+        count, cells = len(rows), len(a.nominal)
+        # per row, the histosys deltas summed into cells, then the cells into bins: one bincount each over
+        # (row, index) pairs
         flat = (np.arange(count)[:, None] * cells + a.histosys_cell).ravel()
         shifted = a.nominal + np.bincount(flat, weights=deltas.ravel(), minlength=count * cells).reshape(count, cells)
-        values = np.concatenate([rows, normsys, np.ones((count, 1))], axis=1)
-        factor = np.prod(values[:, a.factor_rows], axis=2)
+        factor = np.prod(np.concatenate([rows, normsys, np.ones((count, 1))], axis=1)[:, a.factor_rows], axis=2)
         flat = (np.arange(count)[:, None] * self.n_main + a.cell_bin).ravel()
         expected = np.bincount(flat, weights=(shifted * factor).ravel(), minlength=count * self.n_main).reshape(count, self.n_main)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            total = np.sum(xlogy(main, expected) - expected, axis=1)
-            sigma = a.normal_sigma
-            total += np.sum(-np.log(sigma * np.sqrt(2 * np.pi)) - np.square((aux[a.normal_aux] - rows[:, a.normal_par]) / (np.sqrt(2) * sigma)), axis=1)
-            counts, rate = aux[a.poisson_aux], rows[:, a.poisson_par] * a.poisson_factor
-            total += np.sum(xlogy(counts, rate) - rate, axis=1)
-        return total + self._lgamma_terms(data)
+        return self._varying_terms(rows, expected, data) + self._constant_terms(data)
