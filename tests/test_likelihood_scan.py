@@ -136,3 +136,24 @@ def test_a_scan_forks_its_worker_before_jax_and_gets_the_same_numbers(sbottom_di
     for row in found["two"]["points"]:
         assert_cls_close(row["cls_obs"], one[row["point"]]["cls_obs"], 1e-9, row["point"])
         assert_cls_close(row["cls_exp"], one[row["point"]]["cls_exp"], 1e-9, row["point"])
+
+
+def test_a_scan_leaves_the_garbage_collector_as_it_found_it():
+    import gc
+
+    from recast.likelihood.scan import _collector_spared
+
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+    assert frozen == 0
+    with _collector_spared():
+        assert gc.get_freeze_count() > 0 and gc.get_threshold()[0] >= 20000
+    assert gc.get_threshold() == threshold and gc.get_freeze_count() == 0
+    # objects a caller froze stay frozen
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        with _collector_spared():
+            pass
+        assert gc.get_freeze_count() == before
+    finally:
+        gc.unfreeze()

@@ -267,13 +267,17 @@ def _collector_spared():
     import gc
 
     threshold = gc.get_threshold()
-    gc.freeze()
+    # a caller's own frozen objects stay frozen: only a freeze made here is undone
+    freezing = gc.get_freeze_count() == 0
+    if freezing:
+        gc.freeze()
     gc.set_threshold(max(threshold[0], 20000), *threshold[1:])
     try:
         yield
     finally:
         gc.set_threshold(*threshold)
-        gc.unfreeze()
+        if freezing:
+            gc.unfreeze()
 
 
 class LineProgress:
