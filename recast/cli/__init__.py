@@ -7,10 +7,9 @@ it exits 0 only on success, and a problem is reported as one clear message
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
-
-import importlib
 
 import click
 
