@@ -37,6 +37,21 @@ def test_errors_are_recast_errors_naming_the_file(tmp_path, region_a):
         load_workspace(tmp_path / "missing.json")
 
 
+@pytest.mark.parametrize("number,message", [
+    ("NaN", r"NaN is not a JSON number"),
+    ("-Infinity", r"-Infinity is not a JSON number"),
+    ("1" + "0" * 5000 + ".0", r"a number of 5003 characters \(100000000000\.\.\.\) is too large for a 64-bit float"),
+    ("2e400", r"a number of 5 characters \(2e400\.\.\.\) is too large"),
+    ("1" + "0" * 400, r"a number of 401 characters .* too large for a 64-bit float"),
+    ("1" + "0" * 5000, r"Exceeds the limit \(4300 digits\)"),
+])
+def test_numbers_that_are_no_finite_float_are_refused_naming_the_file(tmp_path, number, message):
+    path = tmp_path / "patch.sig_1_2.json"
+    path.write_text('[{"op": "add", "path": "/channels/0/samples/-", "value": {"name": "s", "data": [%s, 1.0], "modifiers": []}}]' % number)
+    with pytest.raises(PatchError, match=r"patch.sig_1_2.json: not valid JSON \(" + message):
+        load_patch_file(path)
+
+
 def test_workspace_failing_pyhf_schema_names_the_field(tmp_path, region_a):
     spec = json.loads(region_a.read_text())
     del spec["channels"][0]["samples"][0]["data"]

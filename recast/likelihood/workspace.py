@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -69,6 +70,28 @@ def json_depth(document: Any) -> int:
     return deepest
 
 
+def _finite_float(literal: str) -> float:
+    """A JSON number as a float; one too large for a float (1e400, 400 digits) is an error, not infinity."""
+    value = float(literal)
+    if math.isinf(value):
+        raise ValueError(f"a number of {len(literal)} characters ({literal[:12]}...) is too large for a 64-bit float")
+    return value
+
+
+def _float_sized_int(literal: str) -> int:
+    """A JSON integer; one beyond a 64-bit float's range (400 digits) is an error (it would fail as a bin content)."""
+    value = int(literal)
+    if len(literal) > 300 and abs(value) > 1.7976931348623157e308:
+        raise ValueError(f"a number of {len(literal)} characters ({literal[:12]}...) is too large for a 64-bit float")
+    return value
+
+
+def _no_constant(name: str):
+    """Python's json reads NaN and Infinity, which JSON does not have: refused (a yield of NaN ends in
+    fits that cannot converge)."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def read_json(path: Path, error: type[Exception], what: str) -> Any:
     """Parse a JSON file, raising ``error`` that names the file, line and column (or the nesting depth)."""
     path = Path(path)
@@ -89,7 +112,7 @@ def read_json(path: Path, error: type[Exception], what: str) -> Any:
         raise error(f"{path}: cannot read {what}: not UTF-8 text ({err})") from None
     too_deep = f"{path}: lists or objects nest more than {MAX_JSON_DEPTH} levels deep; expected {what}"
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_float=_finite_float, parse_int=_float_sized_int, parse_constant=_no_constant)
     except json.JSONDecodeError as err:
         raise error(f"{path}: line {err.lineno} column {err.colno}: not valid JSON ({err.msg}); expected {what}") from None
     except RecursionError:  # json's parser gives up about 1000 levels down
